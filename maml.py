@@ -1,0 +1,266 @@
+"""MAML (Finn et al. 2017) in TensorFlow 2, numerically as the original cbfinn/maml `maml.py`.
+
+The network is a pure function of (input, weights dict); fast weights are just a new dict of
+tensors. `task_metalearn` adapts one task with `num_updates` gradient steps, each taken under its
+own `tf.GradientTape`; because those tapes run inside the caller's tape, the meta-gradient
+differentiates through the inner gradients (second order) unless `stop_grad` cuts them.
+"""
+import collections
+
+import numpy as np
+import tensorflow as tf
+
+import adam
+from config import Config
+from utils import accuracy, conv_block, glorot_uniform, mse, normalize, random_normal, truncated_normal, xent
+
+# Per-task results of `task_metalearn`; the meta-batch version stacks a leading task axis.
+TaskOutput = collections.namedtuple(
+    'TaskOutput', 'outputa outputbs lossa lossesb accuracya accuraciesb')
+# Meta-batch results: totals as the original's summaries, plus the stacked per-task values.
+#   total_loss1 ()  total_losses2 [T]  total_accuracy1 ()  total_accuracies2 [T]
+#   lossesa [B, ...]  lossesb [T, B, ...]  outputas [B, rows, out]  outputbs [T, B, rows, out]
+MetaOutput = collections.namedtuple(
+    'MetaOutput', 'total_loss1 total_losses2 total_accuracy1 total_accuracies2 '
+                  'lossesa lossesb outputas outputbs')
+
+GRAD_CLIP_MINIIMAGENET = 10.0
+
+
+class MAML(tf.Module):
+    """The model, its meta-learned variables, and the meta-train / pretrain / evaluation steps.
+
+    `weights` holds the adapted parameters under the original keys (`conv1..conv4, b1..b4, w5,
+    b5` or `w1, b1, ...`); `norm_weights` holds the normalisation parameters (`'<scope>/beta'`,
+    `'<scope>/gamma'`), which are meta-learned but, as in the original, never adapted in the inner
+    loop. Two separate TF1-style Adams: one for meta-training, one for pretraining.
+    """
+
+    def __init__(self, dim_input=1, dim_output=1, test_num_updates=5, config=Config(), dtype=tf.float32):
+        super().__init__(name='model')
+        self.config = config
+        self.dim_input, self.dim_output = dim_input, dim_output
+        self.test_num_updates = test_num_updates
+        self.update_lr = config.update_lr
+        self.dtype = dtype
+        self.classification = config.datasource in ('omniglot', 'miniimagenet')
+        if self.classification:
+            self.channels = 3 if config.datasource == 'miniimagenet' else 1
+            self.img_size = int(np.sqrt(dim_input / self.channels))
+        if self.classification and config.conv:
+            self.dim_hidden = config.num_filters
+            self.forward, self.construct_weights = self.forward_conv, self.construct_conv_weights
+            norm_scopes = ['0', '1', '2', '3']
+            norm_width = [self.dim_hidden] * 4
+        else:
+            self.dim_hidden = [256, 128, 64, 64] if self.classification else [40, 40]
+            self.forward, self.construct_weights = self.forward_fc, self.construct_fc_weights
+            # The original's fc scopes are '0', '2', '3', ...: normalize(..., scope=str(i+1)) for i >= 1.
+            norm_scopes = ['0'] + [str(i + 1) for i in range(1, len(self.dim_hidden))]
+            norm_width = list(self.dim_hidden)
+
+        rng = tf.random.Generator.from_seed(config.seed) if config.seed >= 0 \
+            else tf.random.Generator.from_non_deterministic_state()
+        with tf.name_scope('model'):
+            self.weights = {k: tf.Variable(tf.cast(v, dtype), name=k)
+                            for k, v in self.construct_weights(rng).items()}
+            self.norm_weights = {}
+            if config.norm in ('batch_norm', 'layer_norm'):
+                for scope, width in zip(norm_scopes, norm_width):
+                    self.norm_weights[scope + '/beta'] = tf.Variable(tf.zeros([width], dtype), name=scope + '/beta')
+                    if config.norm == 'layer_norm':
+                        self.norm_weights[scope + '/gamma'] = tf.Variable(tf.ones([width], dtype),
+                                                                          name=scope + '/gamma')
+        self.meta_variables = {**self.weights, **self.norm_weights}
+        self.metatrain_optimizer = adam.Adam(self.meta_variables, config.meta_lr, name='Adam')
+        self.pretrain_optimizer = adam.Adam(self.meta_variables, config.meta_lr, name='Adam_pretrain')
+        self._functions = {}
+
+    # ---------------------------------------------------------------- weights
+    def construct_fc_weights(self, rng):
+        """fc weights `w1, b1, ...`: truncated normal (stddev 0.01) matrices, zero biases."""
+        dims = [self.dim_input] + list(self.dim_hidden) + [self.dim_output]
+        weights = {}
+        for i in range(len(dims) - 1):
+            weights['w' + str(i + 1)] = truncated_normal(rng, [dims[i], dims[i + 1]], 0.01)
+            weights['b' + str(i + 1)] = tf.zeros([dims[i + 1]])
+        return weights
+
+    def construct_conv_weights(self, rng):
+        """conv weights: Glorot-uniform 3x3 kernels, zero biases; `w5` N(0,1) for Omniglot,
+        Glorot uniform on the flattened 5x5 map for MiniImagenet, as the original."""
+        weights, k, f = {}, 3, self.dim_hidden
+        for i, c_in in enumerate([self.channels, f, f, f]):
+            weights['conv' + str(i + 1)] = glorot_uniform(rng, [k, k, c_in, f])
+            weights['b' + str(i + 1)] = tf.zeros([f])
+        if self.config.datasource == 'miniimagenet':
+            weights['w5'] = glorot_uniform(rng, [f * 5 * 5, self.dim_output])
+        else:
+            weights['w5'] = random_normal(rng, [f, self.dim_output])
+        weights['b5'] = tf.zeros([self.dim_output])
+        return weights
+
+    def tf1_names(self):
+        """{key: TF1 variable name} for `meta_variables`, as the original graph named them
+        (`model/conv1`, `model/Variable_3`, `model/0/beta`, ...): for TF1 checkpoints and goldens."""
+        names, unnamed = {}, 0
+        for key in self.weights:
+            if key.startswith('conv') or key in ('w5', 'b5') and self.config.conv and self.classification:
+                names[key] = 'model/' + key
+            else:   # an unnamed tf.Variable: TF1 numbered them in creation order
+                names[key] = 'model/Variable' + ('_' + str(unnamed) if unnamed else '')
+                unnamed += 1
+        names.update({key: 'model/' + key for key in self.norm_weights})
+        return names
+
+    # ---------------------------------------------------------------- network
+    def _norm(self, scope):
+        return {p: self.norm_weights[scope + '/' + p] for p in ('beta', 'gamma')
+                if scope + '/' + p in self.norm_weights}
+
+    def forward_fc(self, inp, weights):
+        """Logits / predictions [rows, dim_output] of the fc net for input [rows, dim_input]."""
+        n = len(self.dim_hidden)
+        hidden = normalize(tf.matmul(inp, weights['w1']) + weights['b1'], self.config.norm, self._norm('0'))
+        for i in range(1, n):
+            hidden = normalize(tf.matmul(hidden, weights['w' + str(i + 1)]) + weights['b' + str(i + 1)],
+                               self.config.norm, self._norm(str(i + 1)))
+        return tf.matmul(hidden, weights['w' + str(n + 1)]) + weights['b' + str(n + 1)]
+
+    def forward_conv(self, inp, weights):
+        """Logits [rows, dim_output] of the 4-block conv net for flattened images [rows, dim_input]."""
+        hidden = tf.reshape(inp, [-1, self.img_size, self.img_size, self.channels])
+        for i in range(4):
+            hidden = conv_block(hidden, weights['conv' + str(i + 1)], weights['b' + str(i + 1)],
+                                self.config.norm, self._norm(str(i)), self.config.max_pool)
+        if self.config.datasource == 'miniimagenet':
+            hidden = tf.reshape(hidden, [-1, int(np.prod(hidden.shape[1:]))])
+        else:
+            hidden = tf.reduce_mean(hidden, [1, 2])
+        return tf.matmul(hidden, weights['w5']) + weights['b5']
+
+    def loss_func(self, pred, label):
+        """Per-task loss: scalar MSE (regression) or per-row cross-entropy / K (classification)."""
+        if self.classification:
+            return xent(pred, label, self.config.update_batch_size)
+        return mse(pred, label)
+
+    # ---------------------------------------------------------------- adaptation
+    def _adapt(self, fast_weights, inputa, labela):
+        """One inner step: returns (new fast weights, outputa, lossa) with fast - update_lr * grad."""
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(list(fast_weights.values()))
+            output = self.forward(inputa, fast_weights)
+            loss = self.loss_func(output, labela)
+            total = tf.reduce_sum(loss)   # tf.gradients of the original's per-row vector = grad of its sum
+        grads = tape.gradient(total, fast_weights)
+        if self.config.stop_grad:
+            grads = {k: tf.stop_gradient(g) for k, g in grads.items()}
+        return {k: w - self.update_lr * grads[k] for k, w in fast_weights.items()}, output, loss
+
+    def task_metalearn(self, inputa, inputb, labela, labelb, weights, num_updates):
+        """Adapts `weights` to one task with `num_updates` steps on (inputa, labela).
+
+        Returns a TaskOutput: outputa/lossa/accuracya of the initial weights on a, and
+        outputbs/lossesb/accuraciesb (lists of length num_updates) on b after j+1 steps.
+        """
+        fast_weights, outputa, lossa = self._adapt(weights, inputa, labela)
+        outputbs, lossesb = [], []
+        for j in range(num_updates):
+            if j > 0:
+                fast_weights, _, _ = self._adapt(fast_weights, inputa, labela)
+            outputbs.append(self.forward(inputb, fast_weights))
+            lossesb.append(self.loss_func(outputbs[-1], labelb))
+        accuracya = accuraciesb = None
+        if self.classification:
+            accuracya = accuracy(outputa, labela)
+            accuraciesb = [accuracy(o, labelb) for o in outputbs]
+        return TaskOutput(outputa, outputbs, lossa, lossesb, accuracya, accuraciesb)
+
+    def metalearn(self, inputa, labela, inputb, labelb, num_updates):
+        """Runs `task_metalearn` on every task of the meta-batch ([B, rows, dim] inputs).
+
+        Returns a MetaOutput whose totals are sums over tasks (and rows) divided by B, exactly
+        the original's total_loss1 / total_losses2 / accuracies.
+        """
+        weights = {k: tf.convert_to_tensor(v) for k, v in self.weights.items()}
+
+        def one_task(task):
+            out = self.task_metalearn(*task, weights=weights, num_updates=num_updates)
+            return out._replace(accuracya=out.accuracya if self.classification else tf.zeros([]),
+                                accuraciesb=out.accuraciesb if self.classification else [tf.zeros([])] * num_updates)
+
+        tasks = (inputa, inputb, labela, labelb)
+        out = tf.map_fn(one_task, tasks, fn_output_signature=_signature(self, tasks, num_updates),
+                        parallel_iterations=int(inputa.shape[0]))
+        batch = float(inputa.shape[0])
+        lossesb = tf.stack(out.lossesb)
+        accs = (tf.reduce_sum(out.accuracya) / batch, tf.reduce_sum(tf.stack(out.accuraciesb), 1) / batch) \
+            if self.classification else (None, None)
+        return MetaOutput(tf.reduce_sum(out.lossa) / batch,
+                          tf.reduce_sum(tf.reshape(lossesb, [num_updates, -1]), 1) / batch,
+                          accs[0], accs[1], out.lossa, lossesb, out.outputa, tf.stack(out.outputbs))
+
+    # ---------------------------------------------------------------- steps
+    def meta_gradients(self, inputa, labela, inputb, labelb, num_updates=None):
+        """(MetaOutput, {name: raw d total_losses2[num_updates-1] / d variable}) for one meta-batch."""
+        num_updates = num_updates or self.config.num_updates
+        with tf.GradientTape() as tape:
+            out = self.metalearn(inputa, labela, inputb, labelb, num_updates)
+            loss = out.total_losses2[self.config.num_updates - 1]
+        grads = tape.gradient(loss, self.meta_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return out, grads
+
+    def _metatrain_step(self, inputa, labela, inputb, labelb):
+        out, grads = self.meta_gradients(inputa, labela, inputb, labelb)
+        if self.config.datasource == 'miniimagenet':
+            grads = {k: tf.clip_by_value(g, -GRAD_CLIP_MINIIMAGENET, GRAD_CLIP_MINIIMAGENET)
+                     for k, g in grads.items()}
+        self.metatrain_optimizer.apply_gradients(grads)
+        return out
+
+    def _pretrain_step(self, inputa, labela, inputb, labelb):
+        with tf.GradientTape() as tape:
+            losses = tf.map_fn(lambda t: self.loss_func(self.forward(t[0], self.weights), t[1]),
+                               (inputa, labela), fn_output_signature=self.dtype)
+            total_loss1 = tf.reduce_sum(losses) / float(inputa.shape[0])
+        grads = tape.gradient(total_loss1, self.meta_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        self.pretrain_optimizer.apply_gradients(grads)
+        return total_loss1
+
+    def _evaluate(self, inputa, labela, inputb, labelb, num_updates):
+        return self.metalearn(inputa, labela, inputb, labelb, num_updates)
+
+    def _compiled(self, name, fn, jit):
+        if name not in self._functions:
+            self._functions[name] = tf.function(fn, jit_compile=jit)
+        return self._functions[name]
+
+    def metatrain_step(self, inputa, labela, inputb, labelb):
+        """One meta-update (Adam on the post-update loss after `num_updates` steps); returns the
+        MetaOutput of the weights before the update. Compiled once, with XLA if `config.xla`."""
+        return self._compiled('metatrain', self._metatrain_step, self.config.xla)(inputa, labela, inputb, labelb)
+
+    def pretrain_step(self, inputa, labela, inputb, labelb):
+        """One step of the pretrained baseline (Adam on the pre-update loss); returns that loss."""
+        return self._compiled('pretrain', self._pretrain_step, self.config.xla)(inputa, labela, inputb, labelb)
+
+    def evaluate(self, inputa, labela, inputb, labelb, num_updates=None):
+        """MetaOutput after max(test_num_updates, num_updates) inner steps; changes nothing."""
+        steps = num_updates or max(self.test_num_updates, self.config.num_updates)
+        fn = self._compiled(f'evaluate{steps}', lambda a, la, b, lb: self._evaluate(a, la, b, lb, steps),
+                            self.config.xla)
+        return fn(inputa, labela, inputb, labelb)
+
+
+def _signature(model, tasks, num_updates):
+    """map_fn output signature of one task's TaskOutput."""
+    inputa, inputb = tasks[0], tasks[1]
+    rows_a, rows_b = int(inputa.shape[1]), int(inputb.shape[1])
+    out = model.dim_output
+    dt = model.dtype
+    loss_a = tf.TensorSpec([rows_a] if model.classification else [], dt)
+    loss_b = tf.TensorSpec([rows_b] if model.classification else [], dt)
+    acc = tf.TensorSpec([], tf.float32)
+    return TaskOutput(tf.TensorSpec([rows_a, out], dt), [tf.TensorSpec([rows_b, out], dt)] * num_updates,
+                      loss_a, [loss_b] * num_updates, acc, [acc] * num_updates)

@@ -1,0 +1,116 @@
+"""Pure building blocks of the network and its losses, numerically as in the original TF1 code.
+
+Every function here is a pure function of tensors (no variables, no flags). Tensors may carry
+extra leading "task" axes: the batch axis that normalisation statistics run over is always the
+one right before the feature axes, so the same code serves one task or a stacked meta-batch.
+"""
+import numpy as np
+import tensorflow as tf
+
+BATCH_NORM_EPSILON = 0.001     # tf.contrib.layers.batch_norm default
+LAYER_NORM_EPSILON = 1e-12     # tf.contrib.layers.layer_norm (TF 1.x)
+
+
+def moments_tf10(x, axes):
+    """Mean and biased variance over `axes` (kept as size-1 dims), by the TF 1.0 `tf.nn.moments` algorithm.
+
+    Returns `(mean, variance)`. The shift is a stop-gradient mean and the variance is formed as
+    E[(x-s)^2] - (E[x-s])^2. The second term is zero in value but carries the -2/n^2 Hessian term:
+    modern `tf.nn.moments` drops it (its second derivative is wrong, see the golden README), and
+    MAML's meta-gradient runs through exactly that second derivative.
+    """
+    shift = tf.stop_gradient(tf.reduce_mean(x, axes, keepdims=True))
+    count = float(np.prod([x.shape[a] for a in axes]))
+    divisor = tf.constant(1.0 / count, x.dtype)
+    shifted = x - shift
+    shifted_mean = tf.reduce_sum(shifted, axes, keepdims=True) * divisor
+    mean = shifted_mean + shift
+    variance = tf.reduce_sum(tf.square(shifted), axes, keepdims=True) * divisor - tf.square(shifted_mean)
+    return mean, variance
+
+
+def _batch_normalization(x, mean, variance, offset, scale, epsilon):
+    """tf.nn.batch_normalization's formula: x * inv + (offset - mean * inv)."""
+    inv = tf.math.rsqrt(variance + epsilon)
+    if scale is not None:
+        inv = inv * scale
+    return x * inv + (offset - mean * inv)
+
+
+def normalize(inp, norm, norm_weights=None, activation=tf.nn.relu, feature_rank=1):
+    """Returns `activation(norm(inp))`, with the original's normalisation semantics.
+
+    `inp` is [..., batch, *features] where `feature_rank` counts the feature axes (3 for NHWC
+    conv activations, 1 for fc). batch_norm: training-mode statistics over the batch axis and
+    spatial axes of this very batch (the original always ran `is_training=True`), offset `beta`,
+    no scale, eps 1e-3. layer_norm: statistics over all feature axes per example, `beta` and
+    `gamma`, eps 1e-12. 'None': activation only. `norm_weights` holds `beta` (and `gamma`).
+    """
+    rank = len(inp.shape)
+    if norm == 'batch_norm':
+        mean, var = moments_tf10(inp, list(range(rank - feature_rank - 1, rank - 1)))
+        out = _batch_normalization(inp, mean, var, norm_weights['beta'], None, BATCH_NORM_EPSILON)
+    elif norm == 'layer_norm':
+        mean, var = moments_tf10(inp, list(range(rank - feature_rank, rank)))
+        out = _batch_normalization(inp, mean, var, norm_weights['beta'], norm_weights['gamma'],
+                                   LAYER_NORM_EPSILON)
+    elif norm == 'None':
+        out = inp
+    else:
+        raise ValueError(f'unknown norm {norm!r}')
+    return activation(out) if activation is not None else out
+
+
+def conv_block(inp, cweight, bweight, norm, norm_weights, max_pool):
+    """One conv layer of the original: 3x3 'SAME' conv + bias -> norm -> ReLU [-> 2x2 max-pool].
+
+    `inp` is [n, H, W, C]; returns [n, H', W', F] with H' = ceil(H/2): stride 2 without
+    max-pool, stride 1 then a 2x2/2 'VALID' max-pool with it.
+    """
+    stride = 1 if max_pool else 2
+    conv_output = tf.nn.conv2d(inp, cweight, stride, 'SAME') + bweight
+    normed = normalize(conv_output, norm, norm_weights, tf.nn.relu, feature_rank=3)
+    if max_pool:
+        normed = tf.nn.max_pool2d(normed, 2, 2, 'VALID')
+    return normed
+
+
+def mse(pred, label):
+    """Mean squared error over all points of one task (a scalar), as the original `mse`."""
+    return tf.reduce_mean(tf.square(tf.reshape(pred, [-1]) - tf.reshape(label, [-1])))
+
+
+def xent(pred, label, update_batch_size):
+    """Per-row softmax cross-entropy divided by K (`update_batch_size`), a [rows] vector.
+
+    The original divides by FLAGS.update_batch_size and returns the vector; `tf.gradients` of
+    a vector differentiates its sum, so the loss a task descends is sum_rows(CE) / K. Callers
+    sum it explicitly for gradients (see maml.task_loss).
+    """
+    return tf.nn.softmax_cross_entropy_with_logits(labels=label, logits=pred) / update_batch_size
+
+
+def accuracy(logits, labels):
+    """Fraction of rows whose argmax(softmax(logits)) equals argmax(labels), as the original."""
+    pred = tf.argmax(tf.nn.softmax(logits), -1)
+    return tf.reduce_mean(tf.cast(tf.equal(pred, tf.argmax(labels, -1)), tf.float32), -1)
+
+
+# ---- initialisers of the original (values, not Keras objects, so a seeded Generator drives them) ----
+
+def glorot_uniform(rng, shape):
+    """contrib xavier_initializer(_conv2d): U(+-sqrt(6/(fan_in+fan_out))), conv fans include k*k."""
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(shape, -limit, limit, tf.float32)
+
+
+def truncated_normal(rng, shape, stddev):
+    """tf.truncated_normal(shape, stddev): normal values redrawn beyond two standard deviations."""
+    return rng.truncated_normal(shape, 0.0, stddev, tf.float32)
+
+
+def random_normal(rng, shape):
+    """tf.random_normal(shape): standard normal (the original's omniglot `w5`)."""
+    return rng.normal(shape, 0.0, 1.0, tf.float32)
