@@ -1,0 +1,602 @@
+"""Entry point of maml-tf2: the original main.py (cbfinn/maml) in TensorFlow 2.
+
+The original's flags, `train()` and `test()` with the same prints, output files and experiment
+names, so its usage lines work unchanged:
+
+    10-shot sinusoid:
+        python main.py --datasource=sinusoid --logdir=logs/sine/ --metatrain_iterations=70000 --norm=None --update_batch_size=10
+    10-shot sinusoid baselines:
+        python main.py --datasource=sinusoid --logdir=logs/sine/ --pretrain_iterations=70000 --metatrain_iterations=0 --norm=None --update_batch_size=10 --baseline=oracle
+        python main.py --datasource=sinusoid --logdir=logs/sine/ --pretrain_iterations=70000 --metatrain_iterations=0 --norm=None --update_batch_size=10
+    5-way, 1-shot omniglot:
+        python main.py --datasource=omniglot --metatrain_iterations=40000 --meta_batch_size=32 --update_batch_size=1 --update_lr=0.4 --num_updates=1 --logdir=logs/omniglot5way/
+    20-way, 1-shot omniglot:
+        python main.py --datasource=omniglot --metatrain_iterations=40000 --meta_batch_size=16 --update_batch_size=1 --num_classes=20 --update_lr=0.1 --num_updates=5 --logdir=logs/omniglot20way/
+    5-way 1-shot mini imagenet:
+        python main.py --datasource=miniimagenet --metatrain_iterations=60000 --meta_batch_size=4 --update_batch_size=1 --update_lr=0.01 --num_updates=5 --num_classes=5 --logdir=logs/miniimagenet1shot/ --num_filters=32 --max_pool=True
+    5-way 5-shot mini imagenet:
+        python main.py --datasource=miniimagenet --metatrain_iterations=60000 --meta_batch_size=4 --update_batch_size=5 --update_lr=0.01 --num_updates=5 --num_classes=5 --logdir=logs/miniimagenet5shot/ --num_filters=32 --max_pool=True
+
+    To run evaluation, add --train=False (and --test_set=True to use the test set).
+
+This is the only module that reads flags: they become one frozen `Config`, and the derived values
+(meta batch 1 at test time, the oracle moving meta-training into pretraining) are new configs.
+Everything the checks can find wrong is found before TensorFlow is imported and before anything
+is written: a bad flag costs one line on stderr, `main.py: error: <what>; <how to fix>`, exit 2.
+For tests, `prepare(config)` + `train(...)` / `test(...)` run the real thing in-process.
+"""
+import csv
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import pickle
+import re
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+import config as config_lib
+from config import Config
+
+NUM_TEST_POINTS = 600       # tasks in test(), "calculated for omniglot" in the original
+MAX_TO_KEEP = 10            # checkpoints kept, as the original's Saver(max_to_keep=10)
+TEST_SEED = 1               # the original's np.random.seed(1) in test()
+CHECKPOINT_STATE = 'checkpoint'
+PROG = 'main.py'
+
+FLAGS = flags.FLAGS
+
+
+def define_flags(flag_values=FLAGS):
+    """Defines the original's flags (same names, types, defaults, help) and ours on `flag_values`.
+
+    Defaults come from `Config()`, so they are written once.
+    """
+    d = Config()
+    f = dict(flag_values=flag_values)
+    ## Dataset/method options
+    flags.DEFINE_string('datasource', d.datasource, 'sinusoid or omniglot or miniimagenet', **f)
+    flags.DEFINE_integer('num_classes', d.num_classes,
+                         'number of classes used in classification (e.g. 5-way classification).', **f)
+    # oracle means task id is input (only suitable for sinusoid)
+    flags.DEFINE_string('baseline', d.baseline, 'oracle, or None', **f)
+    ## Training options
+    flags.DEFINE_integer('pretrain_iterations', d.pretrain_iterations, 'number of pre-training iterations.', **f)
+    flags.DEFINE_integer('metatrain_iterations', d.metatrain_iterations, 'number of metatraining iterations.', **f)
+    flags.DEFINE_integer('meta_batch_size', d.meta_batch_size, 'number of tasks sampled per meta-update', **f)
+    flags.DEFINE_float('meta_lr', d.meta_lr, 'the base learning rate of the generator', **f)
+    flags.DEFINE_integer('update_batch_size', d.update_batch_size,
+                         'number of examples used for inner gradient update (K for K-shot learning).', **f)
+    flags.DEFINE_float('update_lr', d.update_lr, 'step size alpha for inner gradient update.', **f)
+    flags.DEFINE_integer('num_updates', d.num_updates, 'number of inner gradient updates during training.', **f)
+    ## Model options
+    flags.DEFINE_string('norm', d.norm, 'batch_norm, layer_norm, or None', **f)
+    flags.DEFINE_integer('num_filters', d.num_filters,
+                         'number of filters for conv nets -- 32 for miniimagenet, 64 for omiglot.', **f)
+    flags.DEFINE_bool('conv', d.conv, 'whether or not to use a convolutional network, only applicable in some cases',
+                      **f)
+    flags.DEFINE_bool('max_pool', d.max_pool, 'Whether or not to use max pooling rather than strided convolutions',
+                      **f)
+    flags.DEFINE_bool('stop_grad', d.stop_grad,
+                      'if True, do not use second derivatives in meta-optimization (for speed)', **f)
+    ## Logging, saving, and testing options
+    flags.DEFINE_bool('log', d.log, 'if false, do not log summaries, for debugging code.', **f)
+    flags.DEFINE_string('logdir', d.logdir, 'directory for summaries and checkpoints.', **f)
+    flags.DEFINE_bool('resume', d.resume, 'resume training if there is a model available', **f)
+    flags.DEFINE_bool('train', d.train, 'True to train, False to test.', **f)
+    flags.DEFINE_integer('test_iter', d.test_iter, 'iteration to load model (-1 for latest model)', **f)
+    flags.DEFINE_bool('test_set', d.test_set,
+                      'Set to true to test on the the test set, False for the validation set.', **f)
+    flags.DEFINE_integer('train_update_batch_size', d.train_update_batch_size,
+                         'number of examples used for gradient update during training '
+                         '(use if you want to test with a different number).', **f)
+    flags.DEFINE_float('train_update_lr', d.train_update_lr,
+                       'value of inner gradient step step during training. '
+                       '(use if you want to test with a different value)', **f)
+    ## New in maml-tf2 (none changes what an original flag means)
+    flags.DEFINE_bool('xla', d.xla, 'compile the meta-train step with XLA (jit_compile)', **f)
+    flags.DEFINE_integer('seed', d.seed, 'seed of the initial weights and the task stream; '
+                         '-1: unseeded, as the original', **f)
+    flags.DEFINE_string('data_dir', d.data_dir, 'where the Omniglot / MiniImagenet files are '
+                        '(default: ./data/omniglot, ./data/miniImagenet); see docs/DATA.md', **f)
+    flags.DEFINE_integer('num_query', d.num_query, 'query (b) examples per class; -1: the original\'s '
+                         'choice (K, or 15 for MiniImagenet training)', **f)
+    flags.DEFINE_integer('num_train_classes', d.num_train_classes,
+                         'Omniglot meta-train characters; -1: the original 1100', **f)
+    flags.DEFINE_integer('num_val_classes', d.num_val_classes,
+                         'Omniglot meta-validation characters; -1: the original 100', **f)
+
+
+define_flags()
+
+
+class UsageError(Exception):
+    """Something the user can fix; the message is one line: '<what is wrong>; <how to fix>'."""
+
+
+# ------------------------------------------------------------------------------------ config
+def config_from_flags(flag_values=FLAGS):
+    """The parsed flags as a Config. `--baseline=None` (or empty) means no baseline."""
+    values = {field.name: flag_values[field.name].value for field in dataclasses.fields(Config)}
+    if values['baseline'] in ('None', ''):
+        values['baseline'] = None
+    return Config(**values)
+
+
+def check_config(config):
+    """Raises UsageError for the first flag value the original could not run with, or that makes no sense."""
+    c = config
+    if c.datasource not in config_lib.DATASOURCES:
+        raise UsageError(f'unknown --datasource={c.datasource!r}; use sinusoid, omniglot or miniimagenet')
+    if c.norm not in config_lib.NORMS:
+        raise UsageError(f'unknown --norm={c.norm!r}; use batch_norm, layer_norm or None')
+    if c.baseline not in config_lib.BASELINES:
+        raise UsageError(f'unknown --baseline={c.baseline!r}; use --baseline=oracle or leave it out (None)')
+    if c.baseline == 'oracle' and c.datasource != 'sinusoid':
+        raise UsageError('--baseline=oracle needs --datasource=sinusoid (it feeds each task\'s amplitude and '
+                         'phase as inputs); drop --baseline or use --datasource=sinusoid')
+    for name in ('num_classes', 'meta_batch_size', 'update_batch_size', 'num_updates', 'num_filters',
+                 'meta_lr', 'update_lr'):
+        if not getattr(c, name) > 0:
+            raise UsageError(f'--{name}={getattr(c, name)} must be > 0; pass a positive value '
+                             f'(default {getattr(Config(), name)})')
+    for name in ('pretrain_iterations', 'metatrain_iterations'):
+        if getattr(c, name) < 0:
+            raise UsageError(f'--{name}={getattr(c, name)} must be >= 0; pass 0 or a positive number of iterations')
+    for name in ('train_update_batch_size', 'train_update_lr', 'num_query', 'num_train_classes', 'num_val_classes'):
+        v = getattr(c, name)
+        if v != -1 and not v > 0:
+            raise UsageError(f'--{name}={v} must be > 0 or -1; pass a positive value or -1 for the default')
+    if c.seed < -1:
+        raise UsageError(f'--seed={c.seed} must be >= 0, or -1 for unseeded; pass e.g. --seed=0')
+    if c.train and c.pretrain_iterations + c.metatrain_iterations == 0:
+        raise UsageError('nothing to train: --pretrain_iterations + --metatrain_iterations is 0; '
+                         'give a number of iterations, or pass --train=False to test')
+    if not c.logdir:
+        raise UsageError('--logdir is empty; pass a directory for summaries and checkpoints')
+
+
+def run_config(config):
+    """The config the model and data use, with the original main()'s derived values.
+
+    `--baseline=oracle` moves the meta-training iterations into pretraining; testing uses a meta
+    batch of 1. (`exp_string` is always taken from `config` itself, as the original named the
+    experiment with the training meta batch size.)
+    """
+    if config.baseline == 'oracle':
+        config = config.replace(pretrain_iterations=config.pretrain_iterations + config.metatrain_iterations,
+                                metatrain_iterations=0)
+    if not config.train:
+        config = config.replace(meta_batch_size=1)
+    return config
+
+
+def _check_writable_dir(path, flag='--logdir'):
+    """Raises UsageError unless `path` is, or could be created as, a writable directory. Creates nothing."""
+    p = os.path.abspath(path)
+    while not os.path.lexists(p):
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    if not os.path.isdir(p):
+        raise UsageError(f'{flag}={path} cannot be created: {p} is not a directory; choose another {flag}')
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise UsageError(f'{flag}={path} is not writable ({p} is read-only for this user); '
+                         f'choose a writable {flag}')
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+def checkpoint_path(directory, itr):
+    """The original's checkpoint prefix: `<directory>/model<itr>`."""
+    return os.path.join(directory, 'model' + str(itr))
+
+
+def checkpoint_exists(prefix):
+    return os.path.isfile(prefix + '.index')
+
+
+def _read_state(directory):
+    """(latest prefix or None, [all kept prefixes]) from the `checkpoint` state file, as absolute paths."""
+    path = os.path.join(directory, CHECKPOINT_STATE)
+    latest, kept = None, []
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None, []
+    for key, value in re.findall(r'^\s*(\w+)\s*:\s*"(.*)"\s*$', text, re.M):
+        value = value if os.path.isabs(value) else os.path.join(directory, value)
+        if key == 'model_checkpoint_path':
+            latest = value
+        elif key == 'all_model_checkpoint_paths':
+            kept.append(value)
+    return latest, kept
+
+
+def latest_checkpoint(directory):
+    """What `tf.train.latest_checkpoint(directory)` returns (None if none), without importing TF."""
+    latest, _ = _read_state(directory)
+    return latest if latest and checkpoint_exists(latest) else None
+
+
+def _atomic_write(path, write, binary=False):
+    """Writes a file through `write(f)` into a temporary file, then renames it over `path`."""
+    tmp = f'{path}.tmp{os.getpid()}'
+    try:
+        with open(tmp, 'wb' if binary else 'w', **({} if binary else {'newline': ''})) as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class Checkpointer:
+    """`model<itr>` checkpoints in one directory, holding everything a resumed run needs.
+
+    Each holds the weights, the norm weights, both Adam optimizers (slots m, v and beta powers),
+    `iteration` (the number of iterations done: a resumed run continues there, it never parses a
+    file name) and `data_state` (json of the data generator's random state). A save writes under
+    a temporary name, renames the files into place (index last) and only then rewrites the
+    `checkpoint` state file (itself atomically), so a crash never leaves "latest" pointing at a
+    broken checkpoint. The last MAX_TO_KEEP stay, as the original's Saver.
+    """
+
+    def __init__(self, model, data_generator, directory, max_to_keep=MAX_TO_KEEP):
+        import tensorflow as tf
+        self.directory, self.max_to_keep = directory, max_to_keep
+        self.data_generator = data_generator
+        self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name='iteration')
+        self.data_state = tf.Variable('', dtype=tf.string, trainable=False, name='data_state')
+        self.checkpoint = tf.train.Checkpoint(
+            weights=model.weights, norm_weights=model.norm_weights,
+            metatrain_optimizer=model.metatrain_optimizer, pretrain_optimizer=model.pretrain_optimizer,
+            iteration=self.iteration, data_state=self.data_state)
+        self.kept = []              # prefixes listed in the state file, oldest first
+
+    def restore(self, prefix, restore_data=True):
+        """Loads `prefix`; returns the number of iterations done. `restore_data`: also the data RNG."""
+        try:
+            self.checkpoint.read(prefix).assert_existing_objects_matched()
+        except Exception as e:  # TF raises several kinds for unreadable or mismatched files
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UsageError(f'cannot restore checkpoint {prefix} ({first}); it is damaged or from other flags: '
+                             f'train again, or pick another with --test_iter') from None
+        state = self.data_state.numpy().decode()
+        if restore_data and state:
+            self.data_generator.set_state(json.loads(state))
+        self.kept = _read_state(self.directory)[1]
+        return int(self.iteration.numpy())
+
+    def save(self, itr, iterations_done):
+        """Writes `model<itr>` with `iterations_done`; returns its prefix."""
+        prefix = checkpoint_path(self.directory, itr)
+        tmp = os.path.join(self.directory, f'.tmp{os.getpid()}_model{itr}')
+        self.iteration.assign(iterations_done)
+        self.data_state.assign(json.dumps(self.data_generator.get_state()))
+        self.checkpoint.write(tmp)
+        written = [n for n in os.listdir(self.directory) if n.startswith(os.path.basename(tmp) + '.')]
+        for name in sorted(written, key=lambda n: n.endswith('.index')):   # data first, index last
+            os.replace(os.path.join(self.directory, name), prefix + name[len(os.path.basename(tmp)):])
+        self.kept = [p for p in self.kept if p != prefix] + [prefix]
+        dropped, self.kept = self.kept[:-self.max_to_keep], self.kept[-self.max_to_keep:]
+        self._write_state()
+        for old in dropped:
+            for name in os.listdir(self.directory):
+                if name.startswith(os.path.basename(old) + '.'):
+                    os.remove(os.path.join(self.directory, name))
+        return prefix
+
+    def _write_state(self):
+        def rel(p):
+            return os.path.relpath(p, self.directory) if os.path.dirname(p) == self.directory else p
+        lines = [f'model_checkpoint_path: "{rel(self.kept[-1])}"']
+        lines += [f'all_model_checkpoint_paths: "{rel(p)}"' for p in self.kept]
+        _atomic_write(os.path.join(self.directory, CHECKPOINT_STATE), lambda f: f.write('\n'.join(lines) + '\n'))
+
+
+# ------------------------------------------------------------------------------------ set-up
+@dataclasses.dataclass
+class Experiment:
+    """Everything `train` / `test` work on, as `prepare` built it."""
+    config: Config              # as given: exp_string and the output file names come from it
+    run_config: Config          # with the derived values (see run_config)
+    exp_dir: str                # logdir/exp_string
+    data_generator: object
+    model: object
+    checkpointer: Checkpointer
+    start_itr: int              # first iteration to run (iterations done by the restored checkpoint)
+    restored_from: str | None
+
+
+def prepare(config):
+    """Checks `config`, builds the data generator and the model, restores the checkpoint to resume or test.
+
+    Writes nothing. Raises UsageError (or data_generator.DataError) for anything the user can fix.
+    """
+    check_config(config)
+    rc = run_config(config)
+    exp_dir = os.path.join(config.logdir, config_lib.exp_string(config))
+    import data_generator as data_lib
+    if rc.datasource == 'sinusoid':
+        data_generator = data_lib.DataGenerator(rc.update_batch_size * 2, rc.meta_batch_size, rc)
+    else:
+        data_generator = data_lib.DataGenerator(data_lib.num_samples_per_class(rc), rc.meta_batch_size, rc)
+
+    model_file = None
+    if rc.resume or not rc.train:
+        model_file = latest_checkpoint(exp_dir)
+        if rc.test_iter > 0:
+            model_file = checkpoint_path(exp_dir, rc.test_iter)
+            if not checkpoint_exists(model_file):
+                raise UsageError(f'no checkpoint {model_file} (--test_iter={rc.test_iter}); pick an iteration '
+                                 f'that was saved (see {os.path.join(exp_dir, CHECKPOINT_STATE)}) or -1 for the latest')
+    if not rc.train and model_file is None:
+        raise UsageError(f'no checkpoint to test in {exp_dir}; train first with the same flags '
+                         f'(without --train=False), or point --logdir at the training run')
+    _check_writable_dir(exp_dir)
+
+    from maml import MAML
+    dim_input = 3 if rc.baseline == 'oracle' else data_generator.dim_input
+    model = MAML(dim_input, data_generator.dim_output, config_lib.test_num_updates(rc), rc)
+    checkpointer = Checkpointer(model, data_generator, exp_dir)
+    start_itr = 0
+    if model_file:
+        print('Restoring model weights from ' + model_file)
+        start_itr = checkpointer.restore(model_file, restore_data=rc.train)
+    return Experiment(config, rc, exp_dir, data_generator, model, checkpointer, start_itr, model_file)
+
+
+def _split(inputs, labels, rows_a):
+    """(inputa, labela, inputb, labelb): the first `rows_a` rows of every task are a, the rest b."""
+    return inputs[:, :rows_a], labels[:, :rows_a], inputs[:, rows_a:], labels[:, rows_a:]
+
+
+def sinusoid_batch(data_generator, config):
+    """One sinusoid meta-batch as float32 tensors (inputa, labela, inputb, labelb), as the original fed it.
+
+    With `--baseline=oracle` every input row gets the task's amplitude and phase as columns 1, 2.
+    """
+    import tensorflow as tf
+    batch_x, batch_y, amp, phase = data_generator.generate()
+    if config.baseline == 'oracle':
+        batch_x = np.concatenate([batch_x, np.zeros([batch_x.shape[0], batch_x.shape[1], 2])], 2)
+        batch_x[:, :, 1] = amp[:, None]
+        batch_x[:, :, 2] = phase[:, None]
+    rows_a = data_generator.num_classes * config.update_batch_size
+    return [tf.constant(v, tf.float32) for v in _split(batch_x, batch_y, rows_a)]
+
+
+def _batches(experiment, train):
+    """Endless iterator of meta-batches (inputa, labela, inputb, labelb) from the data generator.
+
+    Classification batches come from the generator's tf.data pipeline (prefetched there; nothing
+    is added after its last stage, which counts delivered batches for the checkpointed state).
+    The dataset is made here, not lazily, so that a DataError comes before anything is written.
+    """
+    dg, rc = experiment.data_generator, experiment.run_config
+    if rc.datasource == 'sinusoid':
+        return (sinusoid_batch(dg, rc) for _ in itertools.count())
+    rows_a = dg.num_classes * rc.update_batch_size
+    return (_split(images, labels, rows_a) for images, labels in dg.make_data_tensor(train=train))
+
+
+# ------------------------------------------------------------------------------------ train
+@dataclasses.dataclass(frozen=True)
+class Intervals:
+    """The original train()'s intervals (in iterations)."""
+    summary: int = 100
+    save: int = 1000
+    print: int = 1000
+    test_print: int = 5000
+
+    @classmethod
+    def for_config(cls, config):
+        p = 1000 if config.datasource == 'sinusoid' else 100
+        return cls(summary=100, save=1000, print=p, test_print=5 * p)
+
+
+def tf1_tag(name):
+    """The tag TF1's tf.summary.scalar wrote for `name`: characters other than [-/\\w.] become '_'.
+
+    So the original's 'metatrain_Post-update loss, step 1' is 'metatrain_Post-update_loss__step_1'
+    in its event files; we write the same tags.
+    """
+    return re.sub(r'[^-/\w.]', '_', name).lstrip('/')
+
+
+def summary_values(out, classification):
+    """{summary name: value} of a MetaOutput, named as the original's summaries (prefix not included)."""
+    values = {'Pre-update loss': out.total_loss1}
+    if classification:
+        values['Pre-update accuracy'] = out.total_accuracy1
+    for j in range(int(out.total_losses2.shape[0])):
+        values['Post-update loss, step ' + str(j + 1)] = out.total_losses2[j]
+        if classification:
+            values['Post-update accuracy, step ' + str(j + 1)] = out.total_accuracies2[j]
+    return values
+
+
+def _write_scalars(writer, prefix, values, step):
+    import tensorflow as tf
+    metadata = tf.compat.v1.SummaryMetadata(
+        plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name='scalars')).SerializeToString()
+    with writer.as_default():
+        for name, value in values.items():
+            tf.summary.write(tf1_tag(prefix + name), tf.cast(value, tf.float32), step=step, metadata=metadata)
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
+
+
+def train(experiment, intervals=None, after_step=None):
+    """The original train(): pretrain / meta-train steps, summaries, prints, checkpoints, validation.
+
+    `intervals` (default Intervals.for_config) and `after_step(itr)` (called after each
+    iteration, e.g. to interrupt a test run) are for tests. Returns the number of iterations done.
+    """
+    import tensorflow as tf
+    e, rc, model = experiment, experiment.run_config, experiment.model
+    iv = intervals or Intervals.for_config(rc)
+    total = rc.pretrain_iterations + rc.metatrain_iterations
+    if e.start_itr >= total:
+        print(f'[maml-tf2] nothing to do: the checkpoint has {e.start_itr} of {total} iterations done')
+        return e.start_itr
+    classification = rc.datasource != 'sinusoid'
+    batches = _batches(e, train=True)
+    val_batches = _batches(e, train=False) if classification else None
+    try:
+        os.makedirs(e.exp_dir, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f'cannot create {e.exp_dir} ({err.strerror}); choose another --logdir') from None
+    writer = tf.summary.create_file_writer(e.exp_dir) if rc.log else None
+
+    print('Done initializing, starting training.')
+    prelosses, postlosses = [], []
+    last_time, last_itr = time.perf_counter(), e.start_itr
+    itr = None
+    for itr in range(e.start_itr, total):
+        batch = next(batches)
+        summary = itr % iv.summary == 0
+        if summary:   # the original fetched these with the update, i.e. from the weights before it
+            before = model.evaluate(*batch)
+        if itr < rc.pretrain_iterations:
+            model.pretrain_step(*batch)
+        else:
+            model.metatrain_step(*batch)
+
+        if summary:
+            result = [before.total_loss1, before.total_losses2[rc.num_updates - 1]]
+            if classification:
+                result += [before.total_accuracy1, before.total_accuracies2[rc.num_updates - 1]]
+            prelosses.append(result[-2].numpy())
+            postlosses.append(result[-1].numpy())
+            if writer:
+                _write_scalars(writer, 'metatrain_', summary_values(before, classification), itr)
+                if classification:   # the original's merge_all also ran the metaval tensors
+                    _write_scalars(writer, 'metaval_', summary_values(model.evaluate(*next(val_batches)), True), itr)
+
+        if itr != 0 and itr % iv.print == 0:
+            if itr < rc.pretrain_iterations:
+                print_str = 'Pretrain Iteration ' + str(itr)
+            else:
+                print_str = 'Iteration ' + str(itr - rc.pretrain_iterations)
+            print_str += ': ' + str(np.mean(prelosses)) + ', ' + str(np.mean(postlosses))
+            print(print_str)
+            prelosses, postlosses = [], []
+            now = time.perf_counter()
+            per_it = (now - last_time) / max(itr - last_itr, 1)
+            print(f'[maml-tf2] it {itr}/{total}  {per_it:.4f} s/it  ETA {_duration(per_it * (total - itr - 1))}',
+                  flush=True)
+            last_time, last_itr = now, itr
+
+        if itr != 0 and itr % iv.save == 0:
+            e.checkpointer.save(itr, itr + 1)
+
+        # sinusoid is infinite data, so no need to test on meta-validation set.
+        if itr != 0 and itr % iv.test_print == 0 and classification:
+            out = model.evaluate(*next(val_batches))
+            print('Validation results: ' + str(out.total_accuracy1.numpy()) + ', '
+                  + str(out.total_accuracies2[rc.num_updates - 1].numpy()), flush=True)
+        if after_step:
+            after_step(itr)
+
+    if not (itr != 0 and itr % iv.save == 0):   # else just saved
+        e.checkpointer.save(itr, itr + 1)
+    if writer:
+        writer.flush()
+    return itr + 1
+
+
+# ------------------------------------------------------------------------------------ test
+def test_file_prefix(config):
+    """The original's result file name (no extension): exp_dir/test_ubs<K>_stepsize<lr>."""
+    return os.path.join(config.logdir, config_lib.exp_string(config),
+                        'test_ubs' + str(config.update_batch_size) + '_stepsize' + str(float(config.update_lr)))
+
+
+def test(experiment):
+    """The original test(): 600 tasks, meta batch 1, max(10, num_updates) inner steps.
+
+    Each row is [pre-update, after step 1, ..., after step T]: MSE for sinusoid, accuracy for
+    classification. Prints means, stds, 95% CIs and writes them to `<prefix>.csv`, the rows to
+    `<prefix>.pkl` ({'mses': array [600, T+1]}). Returns the rows.
+    """
+    e, rc, model = experiment, experiment.run_config, experiment.model
+    if rc.datasource == 'sinusoid':
+        e.data_generator.rng = np.random.RandomState(TEST_SEED)   # the original: np.random.seed(1)
+    batches = _batches(e, train=False)
+    metaval_accuracies = []
+    for _ in range(NUM_TEST_POINTS):
+        out = model.evaluate(*next(batches))
+        if model.classification:
+            result = [out.total_accuracy1.numpy()] + list(out.total_accuracies2.numpy())
+        else:
+            result = [out.total_loss1.numpy()] + list(out.total_losses2.numpy())
+        metaval_accuracies.append(result)
+
+    metaval_accuracies = np.array(metaval_accuracies)
+    means = np.mean(metaval_accuracies, 0)
+    stds = np.std(metaval_accuracies, 0)
+    ci95 = 1.96 * stds / np.sqrt(NUM_TEST_POINTS)
+
+    print('Mean validation accuracy/loss, stddev, and confidence intervals')
+    print((means, stds, ci95))
+
+    prefix = test_file_prefix(e.config)
+
+    def write_csv(f):
+        writer = csv.writer(f, delimiter=',')
+        writer.writerow(['update' + str(i) for i in range(len(means))])
+        writer.writerow(means)
+        writer.writerow(stds)
+        writer.writerow(ci95)
+    _atomic_write(prefix + '.pkl', lambda f: pickle.dump({'mses': metaval_accuracies}, f), binary=True)
+    _atomic_write(prefix + '.csv', write_csv)
+    return metaval_accuracies
+
+
+# ------------------------------------------------------------------------------------ main
+def run(config, intervals=None):
+    """What `python main.py` does with `config`: trains or tests."""
+    experiment = prepare(config)
+    if config.train:
+        return train(experiment, intervals)
+    return test(experiment)
+
+
+def fail(message, status=2):
+    """Prints `main.py: error: <message>` as one line on stderr and exits."""
+    print(f'{PROG}: error: ' + ' '.join(str(message).split()), file=sys.stderr)
+    sys.exit(status)
+
+
+def parse_flags(argv):
+    """absl's flag parsing, with a bad or unknown flag reported as one line."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        fail(f'{e}; see python main.py --helpshort')
+
+
+def main(argv):
+    logging.getLogger('tensorflow').setLevel(logging.WARNING)   # absl would show TF's INFO lines
+    if len(argv) > 1:
+        fail(f'unexpected argument {argv[1]!r}; flags are written --name=value')
+    import data_generator as data_lib
+    try:
+        run(config_from_flags())
+    except (UsageError, data_lib.DataError) as e:
+        fail(e)
+
+
+if __name__ == '__main__':
+    app.run(main, flags_parser=parse_flags)
