@@ -175,8 +175,11 @@ def run_config(config):
     return config
 
 
-def _check_writable_dir(path, flag='--logdir'):
-    """Raises UsageError unless `path` is, or could be created as, a writable directory. Creates nothing."""
+def _check_writable_dir(path, what):
+    """Raises UsageError unless `path` is, or could be created as, a writable directory. Creates nothing.
+
+    `what` names the flag the path comes from in the message, e.g. '--logdir=logs'.
+    """
     p = os.path.abspath(path)
     while not os.path.lexists(p):
         parent = os.path.dirname(p)
@@ -184,10 +187,9 @@ def _check_writable_dir(path, flag='--logdir'):
             break
         p = parent
     if not os.path.isdir(p):
-        raise UsageError(f'{flag}={path} cannot be created: {p} is not a directory; choose another {flag}')
+        raise UsageError(f'{what} cannot be used: {p} is not a directory; choose another directory')
     if not os.access(p, os.W_OK | os.X_OK):
-        raise UsageError(f'{flag}={path} is not writable ({p} is read-only for this user); '
-                         f'choose a writable {flag}')
+        raise UsageError(f'{what} is not writable ({p} is read-only for this user); choose a writable directory')
 
 
 # ------------------------------------------------------------------------------------ checkpoints
@@ -339,7 +341,7 @@ def prepare(config):
     if not rc.train and model_file is None:
         raise UsageError(f'no checkpoint to test in {exp_dir}; train first with the same flags '
                          f'(without --train=False), or point --logdir at the training run')
-    _check_writable_dir(exp_dir)
+    _check_writable_dir(exp_dir, '--logdir=' + config.logdir)
 
     from maml import MAML
     dim_input = 3 if rc.baseline == 'oracle' else data_generator.dim_input

@@ -1,0 +1,297 @@
+"""main.py: the original's flags and experiment names, train()/test() end to end, summaries, bad input."""
+import csv
+import glob
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from absl import flags
+
+import main
+from config import Config, exp_string
+from conftest import REPO
+
+# The original main.py's flags: name -> (type, default, help), copied from cbfinn/maml.
+ORIGINAL_FLAGS = {
+    'datasource': ('string', 'sinusoid', 'sinusoid or omniglot or miniimagenet'),
+    'num_classes': ('int', 5, 'number of classes used in classification (e.g. 5-way classification).'),
+    'baseline': ('string', None, 'oracle, or None'),
+    'pretrain_iterations': ('int', 0, 'number of pre-training iterations.'),
+    'metatrain_iterations': ('int', 15000, 'number of metatraining iterations.'),
+    'meta_batch_size': ('int', 25, 'number of tasks sampled per meta-update'),
+    'meta_lr': ('float', 0.001, 'the base learning rate of the generator'),
+    'update_batch_size': ('int', 5, 'number of examples used for inner gradient update (K for K-shot learning).'),
+    'update_lr': ('float', 1e-3, 'step size alpha for inner gradient update.'),
+    'num_updates': ('int', 1, 'number of inner gradient updates during training.'),
+    'norm': ('string', 'batch_norm', 'batch_norm, layer_norm, or None'),
+    'num_filters': ('int', 64, 'number of filters for conv nets -- 32 for miniimagenet, 64 for omiglot.'),
+    'conv': ('bool', True, 'whether or not to use a convolutional network, only applicable in some cases'),
+    'max_pool': ('bool', False, 'Whether or not to use max pooling rather than strided convolutions'),
+    'stop_grad': ('bool', False, 'if True, do not use second derivatives in meta-optimization (for speed)'),
+    'log': ('bool', True, 'if false, do not log summaries, for debugging code.'),
+    'logdir': ('string', '/tmp/data', 'directory for summaries and checkpoints.'),
+    'resume': ('bool', True, 'resume training if there is a model available'),
+    'train': ('bool', True, 'True to train, False to test.'),
+    'test_iter': ('int', -1, 'iteration to load model (-1 for latest model)'),
+    'test_set': ('bool', False, 'Set to true to test on the the test set, False for the validation set.'),
+    'train_update_batch_size': ('int', -1, 'number of examples used for gradient update during training '
+                                           '(use if you want to test with a different number).'),
+    'train_update_lr': ('float', -1.0, 'value of inner gradient step step during training. '
+                                       '(use if you want to test with a different value)'),
+}
+NEW_FLAGS = {'xla': ('bool', True), 'seed': ('int', -1), 'data_dir': ('string', ''), 'num_query': ('int', -1),
+             'num_train_classes': ('int', -1), 'num_val_classes': ('int', -1)}
+ABSL_TYPE = {'string': 'string', 'int': 'int', 'float': 'float', 'bool': 'bool'}
+
+FAST = main.Intervals(summary=10, save=20, print=20, test_print=100)
+
+
+def _parse(*args):
+    fv = flags.FlagValues()
+    main.define_flags(fv)
+    fv(['main.py', *args])
+    return main.config_from_flags(fv)
+
+
+def _sine(tmp_path, **changes):
+    """A small sinusoid config writing under tmp_path."""
+    base = dict(datasource='sinusoid', metatrain_iterations=30, meta_batch_size=4, update_batch_size=5,
+                update_lr=0.01, norm='None', seed=0, xla=False, logdir=str(tmp_path / 'logs'))
+    return Config(**{**base, **changes})
+
+
+# ---------------------------------------------------------------------------- flags and names
+@pytest.mark.parametrize('name', sorted(ORIGINAL_FLAGS))
+def test_original_flag_has_its_type_default_and_help(name):
+    kind, default, help_text = ORIGINAL_FLAGS[name]
+    flag = main.FLAGS[name]
+    assert flag.flag_type() == ABSL_TYPE[kind]
+    assert flag.default == default and type(flag.default) is type(default)
+    assert flag.help == help_text
+
+
+def test_new_flags_exist_with_their_defaults():
+    for name, (kind, default) in NEW_FLAGS.items():
+        assert main.FLAGS[name].flag_type() == ABSL_TYPE[kind]
+        assert main.FLAGS[name].default == default
+
+
+def test_flag_defaults_are_the_config_defaults():
+    assert _parse() == Config()
+
+
+def test_flags_become_a_config():
+    c = _parse('--datasource=omniglot', '--num_classes=20', '--update_lr=0.1', '--max_pool', '--train=False',
+               '--baseline=None', '--seed=3')
+    assert (c.datasource, c.num_classes, c.update_lr, c.max_pool, c.train, c.baseline, c.seed) == \
+        ('omniglot', 20, 0.1, True, False, None, 3)
+    assert _parse('--baseline=oracle').baseline == 'oracle'
+
+
+@pytest.mark.parametrize('args,expected', [
+    ((), 'cls_5.mbs_25.ubs_5.numstep1.updatelr0.001batchnorm'),
+    (('--norm=None', '--update_batch_size=10', '--update_lr=0.01'), 'cls_5.mbs_25.ubs_10.numstep1.updatelr0.01nonorm'),
+    (('--norm=None', '--update_batch_size=10', '--baseline=oracle'), 'cls_5.mbs_25.ubs_10.numstep1.updatelr0.001oraclenonorm'),
+    (('--datasource=omniglot', '--meta_batch_size=32', '--update_batch_size=1', '--update_lr=0.4'),
+     'cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm'),
+    (('--datasource=miniimagenet', '--meta_batch_size=4', '--update_batch_size=1', '--update_lr=0.01',
+      '--num_updates=5', '--num_filters=32', '--max_pool=True'), 'cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolbatchnorm'),
+    (('--stop_grad', '--norm=layer_norm', '--train=False', '--update_batch_size=3', '--train_update_batch_size=1',
+      '--train_update_lr=0.4'), 'cls_5.mbs_25.ubs_1.numstep1.updatelr0.4stopgradlayernorm'),
+])
+def test_exp_string_as_the_original(args, expected):
+    assert exp_string(_parse(*args)) == expected
+
+
+def test_run_config_derives_the_originals_values():
+    c = _parse('--baseline=oracle', '--pretrain_iterations=5', '--metatrain_iterations=70', '--train=False')
+    rc = main.run_config(c)
+    assert (rc.pretrain_iterations, rc.metatrain_iterations, rc.meta_batch_size) == (75, 0, 1)
+    assert exp_string(c) == exp_string(c.replace(train=True))   # named with the training meta batch
+    assert c.meta_batch_size == 25                              # the given config is untouched
+
+
+# ---------------------------------------------------------------------------- end to end, in-process
+def _csv(path):
+    with open(path, newline='') as f:
+        return list(csv.reader(f))
+
+
+def test_sinusoid_train_then_test_as_the_original(tmp_path, capsys):
+    config = _sine(tmp_path)
+    done = main.train(main.prepare(config), FAST)
+    assert done == 30
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == 'Done initializing, starting training.'
+    assert out[1].startswith('Iteration 20: ') and len(out[1].split(': ')[1].split(', ')) == 2
+    assert out[2].startswith('[maml-tf2] it 20/30  ') and ' s/it  ETA ' in out[2]
+    exp_dir = tmp_path / 'logs' / 'cls_5.mbs_4.ubs_5.numstep1.updatelr0.01nonorm'
+    assert sorted(os.listdir(exp_dir)) == sorted(
+        ['checkpoint', 'model20.index', 'model20.data-00000-of-00001', 'model29.index',
+         'model29.data-00000-of-00001'] + [os.path.basename(p) for p in glob.glob(str(exp_dir / 'events.*'))])
+
+    rows = main.test(main.prepare(config.replace(train=False)))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == 'Restoring model weights from ' + str(exp_dir / 'model29')
+    assert out[1] == 'Mean validation accuracy/loss, stddev, and confidence intervals'
+    assert out[2].startswith('(array([')
+    table = _csv(exp_dir / 'test_ubs5_stepsize0.01.csv')
+    assert len(table) == 4 and table[0] == ['update' + str(i) for i in range(11)]
+    values = np.array(table[1:], dtype=np.float64)
+    assert values.shape == (3, 11) and np.all(np.isfinite(values))
+    with open(exp_dir / 'test_ubs5_stepsize0.01.pkl', 'rb') as f:
+        mses = pickle.load(f)
+    assert list(mses) == ['mses'] and mses['mses'].shape == (600, 11)
+    np.testing.assert_array_equal(mses['mses'], rows)
+    np.testing.assert_allclose(values[0], rows.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(values[1], rows.std(0), rtol=1e-6)
+    np.testing.assert_allclose(values[2], 1.96 * rows.std(0) / np.sqrt(600), rtol=1e-6)
+
+    # test() draws its 600 tasks with the original's np.random.seed(1): a second test is identical
+    again = main.test(main.prepare(config.replace(train=False)))
+    np.testing.assert_array_equal(again, rows)
+
+
+def _events(exp_dir):
+    import tensorflow as tf
+    tags = {}
+    for path in glob.glob(os.path.join(exp_dir, 'events.out.tfevents.*')):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(
+                    (event.step, float(tf.make_ndarray(value.tensor)), value.metadata.plugin_data.plugin_name))
+    return tags
+
+
+def test_tensorboard_has_the_originals_tags(tmp_path):
+    config = _sine(tmp_path, metatrain_iterations=21)
+    e = main.prepare(config)
+    main.train(e, FAST)
+    tags = _events(e.exp_dir)
+    # TF1 wrote 'metatrain_Post-update loss, step 1' as 'metatrain_Post-update_loss__step_1'
+    expected = {'metatrain_Pre-update_loss'} | {f'metatrain_Post-update_loss__step_{j}' for j in range(1, 6)}
+    assert set(tags) == expected
+    assert [s for s, _, _ in tags['metatrain_Pre-update_loss']] == [0, 10, 20]
+    assert all(plugin == 'scalars' and np.isfinite(v) for vals in tags.values() for _, v, plugin in vals)
+    assert main.tf1_tag('metaval_Post-update accuracy, step 10') == 'metaval_Post-update_accuracy__step_10'
+
+
+def test_no_summaries_with_log_false(tmp_path):
+    e = main.prepare(_sine(tmp_path, metatrain_iterations=3, log=False))
+    main.train(e, FAST)
+    assert not glob.glob(os.path.join(e.exp_dir, 'events.*'))
+    assert os.path.isfile(os.path.join(e.exp_dir, 'model2.index'))
+
+
+def test_pretrain_baseline(tmp_path, capsys):
+    config = _sine(tmp_path, pretrain_iterations=20, metatrain_iterations=5)
+    e = main.prepare(config)
+    before = {k: v.numpy().copy() for k, v in e.model.weights.items()}
+    main.train(e, main.Intervals(summary=10, save=100, print=10, test_print=100))
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(':')[0] for line in out if 'Iteration' in line] == ['Pretrain Iteration 10', 'Iteration 0']
+    assert np.isclose(e.model.pretrain_optimizer.beta1_power.numpy(), 0.9 ** 21)
+    assert np.isclose(e.model.metatrain_optimizer.beta1_power.numpy(), 0.9 ** 6)
+    assert any(not np.array_equal(before[k], v.numpy()) for k, v in e.model.weights.items())
+
+
+def test_oracle_baseline_feeds_amplitude_and_phase(tmp_path, capsys):
+    config = _sine(tmp_path, baseline='oracle', metatrain_iterations=12)
+    e = main.prepare(config)
+    assert e.run_config.pretrain_iterations == 12 and e.run_config.metatrain_iterations == 0
+    assert e.model.weights['w1'].shape == (3, 40)
+    batch = main.sinusoid_batch(e.data_generator.__class__(10, 4, e.run_config), e.run_config)
+    inputa = batch[0].numpy()
+    assert inputa.shape == (4, 5, 3) and np.all(inputa[:, :, 1] == inputa[:, :1, 1])   # amp column per task
+    main.train(e, main.Intervals(summary=10, save=100, print=10, test_print=100))
+    assert 'Pretrain Iteration 10: ' in capsys.readouterr().out
+    rows = main.test(main.prepare(config.replace(train=False)))
+    assert rows.shape == (600, 11)
+    assert os.path.isfile(os.path.join(e.exp_dir, 'test_ubs5_stepsize0.01.csv'))
+
+
+def test_completed_run_is_not_trained_again(tmp_path, capsys):
+    config = _sine(tmp_path, metatrain_iterations=3)
+    main.train(main.prepare(config), FAST)
+    e = main.prepare(config)
+    assert e.start_itr == 3
+    assert main.train(e, FAST) == 3
+    assert 'nothing to do' in capsys.readouterr().out
+
+
+def test_command_line_train_then_test_with_xla(tmp_path):
+    """The real entry point, once, with its defaults (XLA on)."""
+    args = [sys.executable, os.path.join(REPO, 'main.py'), '--metatrain_iterations=3', '--meta_batch_size=2',
+            '--norm=None', '--update_batch_size=2', '--update_lr=0.01', '--logdir=' + str(tmp_path / 'sine')]
+    env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'}
+    r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == 'Done initializing, starting training.'
+    r = subprocess.run(args + ['--train=False'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    exp_dir = tmp_path / 'sine' / 'cls_5.mbs_2.ubs_2.numstep1.updatelr0.01nonorm'
+    assert r.stdout.splitlines()[0] == 'Restoring model weights from ' + str(exp_dir / 'model2')
+    assert len(_csv(exp_dir / 'test_ubs2_stepsize0.01.csv')) == 4
+
+
+# ---------------------------------------------------------------------------- bad input
+def _cli(tmp_path, *args):
+    """Runs main.py in tmp_path; returns (exit status, stderr lines, files under tmp_path afterwards)."""
+    r = subprocess.run([sys.executable, os.path.join(REPO, 'main.py'), '--logdir=' + str(tmp_path / 'logs'), *args],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'MAML_TF2_CACHE': 'off'})
+    files = sorted(os.path.relpath(os.path.join(d, n), tmp_path) for d, ds, fs in os.walk(tmp_path) for n in ds + fs)
+    return r.returncode, r.stderr.splitlines(), files
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--datasource=cifar'], "unknown --datasource='cifar'; use sinusoid, omniglot or miniimagenet"),
+    (['--norm=group_norm'], "unknown --norm='group_norm'; use batch_norm, layer_norm or None"),
+    (['--baseline=pretrained'], "unknown --baseline='pretrained'; use --baseline=oracle"),
+    (['--baseline=oracle', '--datasource=omniglot'], '--baseline=oracle needs --datasource=sinusoid'),
+    (['--meta_batch_size=0'], '--meta_batch_size=0 must be > 0; pass a positive value (default 25)'),
+    (['--update_batch_size=-1'], '--update_batch_size=-1 must be > 0'),
+    (['--num_classes=0'], '--num_classes=0 must be > 0'),
+    (['--num_updates=0'], '--num_updates=0 must be > 0'),
+    (['--num_filters=0'], '--num_filters=0 must be > 0'),
+    (['--update_lr=0'], '--update_lr=0.0 must be > 0'),
+    (['--meta_lr=-0.1'], '--meta_lr=-0.1 must be > 0'),
+    (['--metatrain_iterations=-5'], '--metatrain_iterations=-5 must be >= 0'),
+    (['--pretrain_iterations=-1'], '--pretrain_iterations=-1 must be >= 0'),
+    (['--metatrain_iterations=0'], 'nothing to train'),
+    (['--train_update_lr=0'], '--train_update_lr=0.0 must be > 0 or -1'),
+    (['--train=False'], 'no checkpoint to test in '),
+    (['--train=False', '--test_iter=7'], 'model7 (--test_iter=7); pick an iteration that was saved'),
+    (['--datasource=omniglot', '--data_dir=nowhere'], '--data_dir=nowhere is not a folder'),
+    (['--num_classes=five'], "flag --num_classes=five: invalid literal for int() with base 10: 'five'"),
+    (['--no_such_flag=1'], 'Unknown command line flag'),
+    (['extra'], "unexpected argument 'extra'"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    status, stderr, files = _cli(tmp_path, *args)
+    assert status == 2
+    assert len(stderr) == 1 and stderr[0].startswith('main.py: error: ') and message in stderr[0], stderr
+    if 'data_dir' not in message:     # DataError's own format is '<what>: <how to fix>'
+        assert '; ' in stderr[0]      # <what is wrong>; <how to fix>
+    assert files == []
+
+
+def test_unwritable_logdir_is_found_before_training(tmp_path):
+    (tmp_path / 'a_file').write_text('x')
+    status, stderr, files = _cli(tmp_path, '--logdir=' + str(tmp_path / 'a_file' / 'logs'))
+    assert status == 2 and len(stderr) == 1, stderr
+    assert stderr[0] == (f'main.py: error: --logdir={tmp_path}/a_file/logs cannot be used: {tmp_path}/a_file '
+                         f'is not a directory; choose another directory')
+    assert files == ['a_file']
+
+
+def test_writable_dir_check_creates_nothing(tmp_path):
+    main._check_writable_dir(str(tmp_path / 'x' / 'y'), '--logdir=x')
+    assert os.listdir(tmp_path) == []
+    (tmp_path / 'f').write_text('')
+    with pytest.raises(main.UsageError, match='is not a directory'):
+        main._check_writable_dir(str(tmp_path / 'f'), '--logdir=f')
