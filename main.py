@@ -278,6 +278,9 @@ class Checkpointer:
     def save(self, itr, iterations_done):
         """Writes `model<itr>` with `iterations_done`; returns its prefix."""
         prefix = checkpoint_path(self.directory, itr)
+        for name in os.listdir(self.directory):     # left by a run killed while saving
+            if re.match(r'\.tmp\d+_model\d+\.', name):
+                os.remove(os.path.join(self.directory, name))
         tmp = os.path.join(self.directory, f'.tmp{os.getpid()}_model{itr}')
         self.iteration.assign(iterations_done)
         self.data_state.assign(json.dumps(self.data_generator.get_state()))

@@ -1,0 +1,168 @@
+"""Checkpoints: a resumed run loses nothing (weights, Adam state, data RNG), files are written atomically."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import main
+from config import Config
+
+SAVE_EVERY_10 = main.Intervals(summary=5, save=10, print=10, test_print=100)
+
+
+def _config(tmp_path, name='run', **changes):
+    """Sinusoid with batch norm (so norm weights are checkpointed too), small and seeded."""
+    base = dict(datasource='sinusoid', metatrain_iterations=30, meta_batch_size=3, update_batch_size=4,
+                update_lr=0.01, num_updates=2, seed=1, xla=False, logdir=str(tmp_path / name))
+    return Config(**{**base, **changes})
+
+
+def _state(experiment):
+    """Everything a run's future depends on: variables, both Adams, the data generator's RNG."""
+    m = experiment.model
+    state = {'w/' + k: v.numpy().copy() for k, v in m.weights.items()}
+    state.update({'n/' + k: v.numpy().copy() for k, v in m.norm_weights.items()})
+    for opt in (m.metatrain_optimizer, m.pretrain_optimizer):
+        state.update({f'{opt.name}/m/{k}': v.numpy().copy() for k, v in opt.m.items()})
+        state.update({f'{opt.name}/v/{k}': v.numpy().copy() for k, v in opt.v.items()})
+        state[opt.name + '/beta1_power'] = opt.beta1_power.numpy()
+        state[opt.name + '/beta2_power'] = opt.beta2_power.numpy()
+    state['data'] = experiment.data_generator.get_state()
+    return state
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        if k == 'data':
+            assert a[k] == b[k]
+        else:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)   # bit for bit
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _snapshots_at(*itrs):
+    """An after_step hook recording _state after the given iterations; the dict fills as they pass."""
+    taken = {}
+
+    def hook(experiment):
+        def after_step(itr):
+            if itr in itrs:
+                taken[itr] = _state(experiment)
+        return after_step
+    return taken, hook
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted_bit_for_bit(tmp_path, capsys):
+    # pretraining then meta-training, so both Adams carry state across the interruption
+    config = _config(tmp_path, 'whole', pretrain_iterations=12, metatrain_iterations=18)
+    whole = main.prepare(config)
+    assert main.train(whole, SAVE_EVERY_10) == 30
+    expected = _state(whole)
+
+    config = config.replace(logdir=str(tmp_path / 'cut'))
+    first = main.prepare(config)
+    taken, hook = _snapshots_at(20)
+
+    def crash_after_24(itr):
+        hook(first)(itr)
+        if itr == 24:
+            raise Interrupt
+    with pytest.raises(Interrupt):
+        main.train(first, SAVE_EVERY_10, after_step=crash_after_24)
+
+    resumed = main.prepare(config)                      # --resume (default): the latest, model20
+    assert resumed.restored_from == os.path.join(resumed.exp_dir, 'model20')
+    assert resumed.start_itr == 21                      # iteration 20 is not redone
+    _assert_same(_state(resumed), taken[20])            # weights, Adams, data RNG as they were saved
+    out = capsys.readouterr().out
+    assert 'Restoring model weights from ' + os.path.join(resumed.exp_dir, 'model20') in out
+    assert main.train(resumed, SAVE_EVERY_10) == 30
+    _assert_same(_state(resumed), expected)
+
+
+def test_resume_false_starts_over(tmp_path):
+    config = _config(tmp_path, metatrain_iterations=11)
+    main.train(main.prepare(config), SAVE_EVERY_10)
+    again = main.prepare(config.replace(resume=False))
+    assert again.start_itr == 0 and again.restored_from is None
+
+
+def test_test_iter_loads_the_requested_checkpoint(tmp_path, capsys):
+    config = _config(tmp_path)
+    e = main.prepare(config)
+    taken, hook = _snapshots_at(10, 29)
+    main.train(e, SAVE_EVERY_10, after_step=hook(e))
+    exp_dir = e.exp_dir
+
+    loaded = main.prepare(config.replace(train=False, test_iter=10))
+    assert loaded.restored_from == os.path.join(exp_dir, 'model10')
+    assert loaded.start_itr == 11
+    got, want = _state(loaded), taken[10]
+    got.pop('data'), want.pop('data')                   # testing does not restore the training stream
+    _assert_same(got, want)
+
+    latest = main.prepare(config.replace(train=False))
+    assert latest.restored_from == os.path.join(exp_dir, 'model29') == tf.train.latest_checkpoint(exp_dir)
+    got, want = _state(latest), taken[29]
+    got.pop('data'), want.pop('data')
+    _assert_same(got, want)
+
+    # training with --test_iter resumes from that checkpoint, as the original did
+    assert main.prepare(config.replace(test_iter=20)).start_itr == 21
+    capsys.readouterr()
+
+
+def test_checkpoint_files_and_retention(tmp_path):
+    config = _config(tmp_path, metatrain_iterations=25)
+    e = main.prepare(config)
+    main.train(e, main.Intervals(summary=100, save=2, print=100, test_print=100))
+    kept = [f'model{i}' for i in (6, 8, 10, 12, 14, 16, 18, 20, 22, 24)]    # the last 10 saves
+    files = sorted(os.listdir(e.exp_dir))
+    assert files == sorted(['checkpoint'] + [k + '.index' for k in kept]
+                           + [k + '.data-00000-of-00001' for k in kept] + [f for f in files if f.startswith('events')])
+    with open(os.path.join(e.exp_dir, 'checkpoint')) as f:
+        assert f.read().splitlines() == (['model_checkpoint_path: "model24"']
+                                         + [f'all_model_checkpoint_paths: "{k}"' for k in kept])
+    state = tf.train.get_checkpoint_state(e.exp_dir)
+    assert state.model_checkpoint_path == os.path.join(e.exp_dir, 'model24')
+    assert list(state.all_model_checkpoint_paths) == [os.path.join(e.exp_dir, k) for k in kept]
+    names = dict(tf.train.list_variables(os.path.join(e.exp_dir, 'model24')))
+    for key in ('iteration', 'data_state', 'metatrain_optimizer/beta1_power', 'pretrain_optimizer/beta2_power',
+                'weights/w1', 'metatrain_optimizer/m/w1', 'norm_weights/0.Sbeta'):
+        assert key + '/.ATTRIBUTES/VARIABLE_VALUE' in names, key
+
+
+def test_a_crash_while_saving_leaves_the_latest_checkpoint_usable(tmp_path, monkeypatch):
+    config = _config(tmp_path, metatrain_iterations=11)
+    e = main.prepare(config)
+    main.train(e, SAVE_EVERY_10)
+    latest = tf.train.latest_checkpoint(e.exp_dir)
+    assert latest.endswith('model10')
+
+    def die(src, dst):
+        raise Interrupt   # killed between writing the files and moving them into place
+    monkeypatch.setattr(os, 'replace', die)
+    with pytest.raises(Interrupt):
+        e.checkpointer.save(11, 12)
+    monkeypatch.undo()
+    assert tf.train.latest_checkpoint(e.exp_dir) == latest == main.latest_checkpoint(e.exp_dir)
+    assert not os.path.exists(os.path.join(e.exp_dir, 'model11.index'))
+    assert main.prepare(config).start_itr == 11
+    e.checkpointer.save(11, 12)                         # the next save clears what the crash left
+    assert sorted(n for n in os.listdir(e.exp_dir) if 'model11' in n) == [
+        'model11.data-00000-of-00001', 'model11.index']
+
+
+def test_damaged_checkpoint_is_a_clean_error(tmp_path):
+    config = _config(tmp_path, metatrain_iterations=2)
+    e = main.prepare(config)
+    main.train(e, SAVE_EVERY_10)
+    with open(os.path.join(e.exp_dir, 'model1.data-00000-of-00001'), 'wb') as f:
+        f.write(b'garbage')
+    with pytest.raises(main.UsageError, match=r'^cannot restore checkpoint .*model1 \(.*\); it is damaged'):
+        main.prepare(config.replace(train=False))
