@@ -593,7 +593,8 @@ def parse_flags(argv):
 
 
 def main(argv):
-    logging.getLogger('tensorflow').setLevel(logging.WARNING)   # absl would show TF's INFO lines
+    for name in ('absl', 'tensorflow'):   # TF's own INFO lines (e.g. per checkpoint save); ours are prints
+        logging.getLogger(name).setLevel(logging.WARNING)
     if len(argv) > 1:
         fail(f'unexpected argument {argv[1]!r}; flags are written --name=value')
     import data_generator as data_lib

@@ -238,6 +238,61 @@ def test_command_line_train_then_test_with_xla(tmp_path):
     assert len(_csv(exp_dir / 'test_ubs2_stepsize0.01.csv')) == 4
 
 
+# ---------------------------------------------------------------------------- classification
+def fake_omniglot(root, alphabets=3, characters=4, drawings=3):
+    """A tiny Omniglot folder (images_background/alphabet/character/*.png, random 28x28 1-bit drawings)."""
+    from PIL import Image
+    rng = np.random.RandomState(0)
+    for a in range(alphabets):
+        for c in range(characters):
+            d = os.path.join(root, 'images_background', f'alphabet{a}', f'character{c + 1:02d}')
+            os.makedirs(d, exist_ok=True)
+            for i in range(drawings):
+                Image.fromarray(rng.rand(28, 28) > 0.5).save(os.path.join(d, f'{a}{c}_{i:02d}.png'))
+    return str(root)
+
+
+def omniglot_config(tmp_path, monkeypatch, **changes):
+    """3-way 1-shot on fake_omniglot: 6 training and 4 validation characters, 4 filters."""
+    monkeypatch.setenv('MAML_TF2_CACHE', 'off')
+    base = dict(datasource='omniglot', num_classes=3, meta_batch_size=2, update_batch_size=1, update_lr=0.4,
+                num_filters=4, metatrain_iterations=11, seed=0, xla=False, num_train_classes=6,
+                num_val_classes=4, data_dir=fake_omniglot(tmp_path / 'omniglot'), logdir=str(tmp_path / 'logs'))
+    return Config(**{**base, **changes})
+
+
+def test_omniglot_training_prints_accuracies_validation_and_metaval_summaries(tmp_path, monkeypatch, capsys):
+    e = main.prepare(omniglot_config(tmp_path, monkeypatch))
+    main.train(e, main.Intervals(summary=5, save=10, print=5, test_print=10))
+    out = capsys.readouterr().out.splitlines()
+    prints = [line for line in out if not line.startswith('[maml-tf2]')]
+    assert [p.split(':')[0] for p in prints] == ['Done initializing, starting training.', 'Iteration 5',
+                                                 'Iteration 10', 'Validation results']
+    for line in prints[1:]:    # accuracies, as the original printed for classification
+        pre, post = (float(v) for v in line.split(': ')[1].split(', '))
+        assert 0 <= pre <= 1 and 0 <= post <= 1
+    tags = _events(e.exp_dir)
+    steps = range(1, 11)       # omniglot unrolls test_num_updates = 10 steps in training summaries
+    for prefix in ('metatrain_', 'metaval_'):
+        expected = {prefix + 'Pre-update_loss', prefix + 'Pre-update_accuracy'}
+        expected |= {f'{prefix}Post-update_{kind}__step_{j}' for kind in ('loss', 'accuracy') for j in steps}
+        assert {t for t in tags if t.startswith(prefix)} == expected
+        assert [s for s, _, _ in tags[prefix + 'Pre-update_accuracy']] == [0, 5, 10]
+
+
+@pytest.mark.slow
+def test_omniglot_test_writes_accuracies(tmp_path, monkeypatch):
+    config = omniglot_config(tmp_path, monkeypatch, metatrain_iterations=2)
+    main.train(main.prepare(config), FAST)
+    rows = main.test(main.prepare(config.replace(train=False)))
+    assert rows.shape == (600, 11) and np.all((rows >= 0) & (rows <= 1))
+    exp_dir = tmp_path / 'logs' / 'cls_3.mbs_2.ubs_1.numstep1.updatelr0.4hidden4batchnorm'
+    table = _csv(exp_dir / 'test_ubs1_stepsize0.4.csv')
+    assert table[0] == ['update' + str(i) for i in range(11)] and len(table) == 4
+    # each task has 3 query rows: an accuracy is a multiple of 1/3
+    np.testing.assert_allclose(rows * 3, np.round(rows * 3), atol=1e-5)
+
+
 # ---------------------------------------------------------------------------- bad input
 def _cli(tmp_path, *args):
     """Runs main.py in tmp_path; returns (exit status, stderr lines, files under tmp_path afterwards)."""
