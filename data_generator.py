@@ -1,0 +1,807 @@
+"""Task data for MAML: sinusoid regression, Omniglot and MiniImagenet few-shot classification.
+
+A TensorFlow 2 port of the original `data_generator.py` (cbfinn/maml). The maths of a task is the
+original's; what changed (see docs/DATA.md):
+
+* Omniglot characters are listed in sorted order (`os.listdir` order differs between machines)
+  before the original's `random.seed(1); random.shuffle(...)` split into 1100 / 100 / rest.
+* All Omniglot images are decoded once into a uint8 array (cached as a `.npz`, written atomically
+  where a writable place exists) and tasks are sampled from it with vectorised numpy, instead of a
+  queue of 200,000 tasks' file names.
+* The training stream is endless and fresh (the original cycled 200,000 pre-drawn tasks); it is
+  reproducible given `config.seed` and its position can be checkpointed (`get_state`/`set_state`).
+* The 600 evaluation tasks (including their rotations) are drawn once from their own fixed seed,
+  so they are the same on every call and every run.
+
+Public interface (others code against these names):
+
+    DataGenerator(num_samples_per_class, batch_size, config), DataError, num_samples_per_class(config)
+"""
+import csv
+import hashlib
+import io
+import itertools
+import json
+import logging
+import os
+import random
+import socket
+import tempfile
+import zipfile
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+NUM_EVAL_TASKS = 600          # the original's make_data_tensor(train=False) / NUM_TEST_POINTS
+EVAL_SEED = 1                 # seed of the fixed evaluation tasks (independent of config.seed)
+OMNIGLOT_SPLIT_SEED = 1       # the original's random.seed(1) before shuffling the characters
+OMNIGLOT_NUM_TRAIN = 1100     # the original: num_train = 1200 - num_val
+OMNIGLOT_NUM_VAL = 100
+OMNIGLOT_SIZE = (28, 28)
+MINI_SIZE = (84, 84)
+MINI_QUERY = 15               # the original trains MiniImagenet with K + 15 examples per class
+CACHE_VERSION = 1
+CACHE_ENV = 'MAML_TF2_CACHE'  # a folder for the Omniglot cache, or 'off' to disable caching
+
+_OFFICIAL = ('images_background', 'images_evaluation')
+_SMALL = ('images_background_small1', 'images_background_small2')
+_GET_ZIPS = ('put images_background.zip and images_evaluation.zip (github.com/brendenlake/omniglot, '
+             'folder python/) in ./data/omniglot or pass --data_dir=DIR')
+
+
+class DataError(ValueError):
+    """The data is missing or unusable. The message is one line: what is wrong and how to fix it."""
+
+
+def num_samples_per_class(config):
+    """S, the examples per class (per task for sinusoid) main.py passes to DataGenerator.
+
+    The original: 2K for sinusoid and Omniglot and for MiniImagenet at test time, K + 15 for
+    MiniImagenet training. config.num_query >= 0 sets the query part instead: S = K + num_query.
+    """
+    k = config.update_batch_size
+    if config.num_query >= 0:
+        return k + config.num_query
+    if config.datasource == 'miniimagenet' and config.train:
+        return k + MINI_QUERY
+    return 2 * k
+
+
+# ----------------------------------------------------------------------------------------------
+# Omniglot: finding, decoding and caching the images
+# ----------------------------------------------------------------------------------------------
+
+def omniglot_pixels(im):
+    """28x28 uint8 pixels (0..255) of an opened Omniglot PNG, as the original pipeline saw them.
+
+    The original resized every 105x105 PNG once with `resize((28, 28), resample=Image.LANCZOS)`
+    and saved it as PNG; Pillow turns LANCZOS into NEAREST for the 1-bit (mode '1') Omniglot
+    images, and the saved 1-bit PNG decodes (tf.io.decode_png) to 0/255. Images that already are
+    28x28 (an `omniglot_resized` tree) are taken as they are.
+    """
+    from PIL import Image
+    if im.size != OMNIGLOT_SIZE:
+        im = im.resize(OMNIGLOT_SIZE, resample=Image.LANCZOS)
+    if im.mode == '1':
+        return np.asarray(im, dtype=np.uint8) * np.uint8(255)
+    if im.mode != 'L':
+        im = im.convert('L')
+    return np.asarray(im, dtype=np.uint8)
+
+
+def _decode_png(data, what):
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return omniglot_pixels(im)
+    except Exception as e:  # PIL raises many kinds
+        raise DataError(f'cannot decode Omniglot image {what} ({type(e).__name__}: {e}); '
+                        f're-download the data ({_GET_ZIPS})') from None
+
+
+def _visible_dirs(path):
+    return sorted(n for n in os.listdir(path)
+                  if not n.startswith('.') and os.path.isdir(os.path.join(path, n)))
+
+
+def _tree_characters(root):
+    """{(alphabet, character): {file: path}} of a tree root/alphabet/character/*.png."""
+    chars = {}
+    for fam in _visible_dirs(root):
+        fam_dir = os.path.join(root, fam)
+        for ch in _visible_dirs(fam_dir):
+            ch_dir = os.path.join(fam_dir, ch)
+            chars[(fam, ch)] = {f: os.path.join(ch_dir, f) for f in os.listdir(ch_dir)
+                                if f.lower().endswith('.png') and not f.startswith('.')}
+    return chars
+
+
+def _is_tree(root):
+    """True if root looks like alphabet/character/*.png (the original's omniglot_resized)."""
+    try:
+        for fam in _visible_dirs(root):
+            for ch in _visible_dirs(os.path.join(root, fam))[:3]:
+                if any(f.lower().endswith('.png') for f in os.listdir(os.path.join(root, fam, ch))):
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def _official_parts(root):
+    """[(name, kind, path)] of the official zips / extracted folders present in root."""
+    parts = []
+    for name in _OFFICIAL + _SMALL:
+        z, d = os.path.join(root, name + '.zip'), os.path.join(root, name)
+        if os.path.isfile(z):
+            parts.append((name, 'zip', z))
+        elif os.path.isdir(d):
+            inner = os.path.join(d, name)  # unzipped into a folder of the same name
+            if _visible_dirs(d) == [name]:
+                d = inner
+            parts.append((name, 'dir', d))
+    if any(p[0] == 'images_background' for p in parts):  # small1/2 are subsets of it
+        parts = [p for p in parts if p[0] not in _SMALL]
+    return parts
+
+
+def _official_characters(parts):
+    """{(alphabet, character): {file: source}} merged over the official zips / folders."""
+    chars = {}
+    for name, kind, path in parts:
+        if kind == 'dir':
+            for key, files in _tree_characters(path).items():
+                chars.setdefault(key, {}).update({f: ('file', p) for f, p in files.items()})
+            continue
+        try:
+            with zipfile.ZipFile(path) as zf:
+                members = zf.namelist()
+        except (zipfile.BadZipFile, OSError) as e:
+            raise DataError(f'{path} is not a readable zip ({e}); download it again') from None
+        for m in members:
+            parts_ = m.split('/')
+            if parts_ and parts_[0] == name:
+                parts_ = parts_[1:]
+            if len(parts_) != 3 or not parts_[2].lower().endswith('.png') or parts_[2].startswith('.'):
+                continue
+            chars.setdefault((parts_[0], parts_[1]), {})[parts_[2]] = ('zip', path, m)
+    return chars
+
+
+def _stat_key(path):
+    st = os.stat(path)
+    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+
+def _cache_dirs(data_root):
+    """Where the Omniglot cache may go, in order: $MAML_TF2_CACHE, the data folder, ~/.cache."""
+    env = os.environ.get(CACHE_ENV)
+    if env is not None:
+        return [] if env.strip().lower() in ('', '0', 'off', 'none', 'false') else [env]
+    dirs = [data_root] if data_root else []
+    base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+    return dirs + [os.path.join(base, 'maml-tf2')]
+
+
+def _cache_name(fingerprint):
+    import PIL
+    blob = json.dumps([CACHE_VERSION, PIL.__version__, fingerprint], sort_keys=True).encode()
+    return 'maml_tf2_omniglot28_' + hashlib.sha256(blob).hexdigest()[:16] + '.npz'
+
+
+def _read_cache(dirs, fname):
+    for d in dirs:
+        path = os.path.join(d, fname)
+        if not os.path.isfile(path):
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = _OmniglotData([str(n) for n in z['names']], z['images'], z['offsets'],
+                                     [str(f) for f in z['files']])
+            data.validate()
+            log.info('Omniglot: loaded cache %s', path)
+            return data
+        except Exception as e:  # a corrupt cache is rebuilt, never trusted
+            log.warning('Omniglot: ignoring unreadable cache %s (%s)', path, e)
+    return None
+
+
+def _write_cache(dirs, fname, data):
+    """Writes the cache atomically into the first writable folder; returns its path or None."""
+    for d in dirs:
+        tmp = None
+        try:
+            os.makedirs(d, exist_ok=True)
+            if not os.access(d, os.W_OK):
+                continue
+            fd, tmp = tempfile.mkstemp(prefix='.' + fname, suffix='.tmp', dir=d)
+            with os.fdopen(fd, 'wb') as f:
+                np.savez_compressed(f, names=np.array(data.names), images=data.images,
+                                    offsets=data.offsets, files=np.array(data.files))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, os.path.join(d, fname))
+            tmp = None
+            for old in os.listdir(d):  # stale caches of changed data
+                if old.startswith('maml_tf2_omniglot28_') and old.endswith('.npz') and old != fname:
+                    try:
+                        os.remove(os.path.join(d, old))
+                    except OSError:
+                        pass
+            log.info('Omniglot: wrote cache %s', os.path.join(d, fname))
+            return os.path.join(d, fname)
+        except OSError:
+            continue
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.remove(tmp)
+    return None
+
+
+class _OmniglotData:
+    """Characters in sorted (alphabet, character) order and their images, concatenated."""
+
+    def __init__(self, names, images, offsets, files):
+        self.names = list(names)                     # 'Alphabet/characterNN'
+        self.images = np.ascontiguousarray(images, dtype=np.uint8)   # [M, 28, 28], 0..255
+        self.offsets = np.asarray(offsets, dtype=np.int64)           # [C + 1]
+        self.files = list(files)                     # [M] file names within their character
+
+    def validate(self):
+        c, m = len(self.names), self.images.shape[0]
+        if (self.images.shape[1:] != OMNIGLOT_SIZE or self.offsets.shape != (c + 1,)
+                or self.offsets[0] != 0 or self.offsets[-1] != m or len(self.files) != m
+                or np.any(np.diff(self.offsets) < 0)):
+            raise ValueError('inconsistent Omniglot arrays')
+
+    def index(self, name, file):
+        """Row in `images` of character `name`'s image `file`."""
+        c = self.names.index(name)
+        return int(self.offsets[c]) + self.files[self.offsets[c]:self.offsets[c + 1]].index(file)
+
+
+def _build_data(chars, load):
+    """_OmniglotData from {(alphabet, character): {file: source}}; load(source, what) -> pixels."""
+    keys = sorted(chars)
+    names, files, offsets = [], [], [0]
+    for key in keys:
+        names.append(key[0] + '/' + key[1])
+        fs = sorted(chars[key])
+        files.extend(fs)
+        offsets.append(offsets[-1] + len(fs))
+    images = np.empty((len(files),) + OMNIGLOT_SIZE, np.uint8)
+    i = 0
+    for key in keys:
+        for f in sorted(chars[key]):
+            images[i] = load(chars[key][f], f'{key[0]}/{key[1]}/{f}')
+            i += 1
+    return _OmniglotData(names, images, offsets, files)
+
+
+def _load_files(chars):
+    zips = {}
+
+    def load(src, what):
+        if src[0] == 'file':
+            try:
+                with open(src[1], 'rb') as f:
+                    return _decode_png(f.read(), src[1])
+            except OSError as e:
+                raise DataError(f'cannot read {src[1]} ({e}); check the Omniglot folder') from None
+        if src[1] not in zips:
+            zips[src[1]] = zipfile.ZipFile(src[1])
+        try:
+            return _decode_png(zips[src[1]].read(src[2]), f'{src[2]} in {src[1]}')
+        except (zipfile.BadZipFile, OSError, KeyError) as e:
+            raise DataError(f'cannot read {src[2]} from {src[1]} ({e}); download the zip again') from None
+
+    try:
+        return _build_data(chars, load)
+    finally:
+        for z in zips.values():
+            z.close()
+
+
+def _fingerprint(kind, chars, parts=()):
+    if kind == 'official' and all(p[1] == 'zip' for p in parts):
+        return [kind, [[p[0]] + _stat_key(p[2]) for p in parts]]
+    srcs = []
+    for key in sorted(chars):
+        for f, src in sorted(chars[key].items()):
+            srcs.append(_stat_key(src[1]) if src[0] == 'file' else [src[2]] + _stat_key(src[1]))
+    return [kind, srcs]
+
+
+def _online(host='github.com', timeout=3.0):
+    """Whether a download can work (a proxy is trusted to); keeps offline failures fast."""
+    if any(os.environ.get(v) for v in ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')):
+        return True
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _load_tfds():
+    """Omniglot from tensorflow_datasets ('omniglot', splits train+test = background+evaluation)."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise DataError(f'Omniglot not found and tensorflow_datasets is not installed: {_GET_ZIPS}') from None
+    from PIL import Image
+    try:
+        builder = tfds.builder('omniglot')
+        if not builder.is_prepared() and not _online():
+            raise DataError(f'Omniglot not found (no ./data/omniglot, no prepared tensorflow_datasets '
+                            f'copy, and no network to download one): {_GET_ZIPS}')
+        ds, info = tfds.load('omniglot', split='train+test', with_info=True, shuffle_files=False)
+        alphabets = info.features['alphabet'].names
+        fingerprint = None
+        if os.path.isdir(builder.data_dir):
+            fingerprint = ['tfds', str(builder.data_dir)] + sorted(
+                _stat_key(os.path.join(builder.data_dir, f)) for f in os.listdir(builder.data_dir))
+        dirs = _cache_dirs(None)
+        fname = _cache_name(fingerprint) if fingerprint else None
+        if fname:
+            data = _read_cache(dirs, fname)
+            if data is not None:
+                return data
+        chars = {}
+        for ex in tfds.as_numpy(ds):
+            img = np.asarray(ex['image'])
+            img = img[..., 0] if img.ndim == 3 else img
+            key = (alphabets[int(ex['alphabet'])], 'character%02d' % (int(ex['alphabet_char_id']) + 1))
+            files = chars.setdefault(key, {})
+            files['tfds_%05d' % len(files)] = Image.fromarray(img > 127)  # mode '1', as the PNGs
+    except DataError:
+        raise
+    except Exception as e:
+        raise DataError(f'Omniglot from tensorflow_datasets failed ({type(e).__name__}: '
+                        f'{str(e).splitlines()[0] if str(e) else ""}); {_GET_ZIPS}') from None
+    if not chars:
+        raise DataError(f'tensorflow_datasets returned no Omniglot images; {_GET_ZIPS}')
+    data = _build_data(chars, lambda im, what: omniglot_pixels(im))
+    if fname:
+        _write_cache(dirs, fname, data)
+    return data
+
+
+def find_omniglot(data_dir=''):
+    """('official', root, parts) | ('tree', root, None) | ('tfds', None, None) for a data_dir."""
+    if data_dir:
+        root = os.path.expanduser(data_dir)
+        if not os.path.isdir(root):
+            raise DataError(f'--data_dir={data_dir} is not a folder: {_GET_ZIPS}')
+        candidates = [root, os.path.join(root, 'omniglot'), os.path.join(root, 'omniglot_resized')]
+    else:
+        candidates = [os.path.join('.', 'data', 'omniglot'), os.path.join('.', 'data', 'omniglot_resized')]
+    for c in candidates:
+        if os.path.isdir(c):
+            parts = _official_parts(c)
+            if parts:
+                return 'official', c, parts
+            if _is_tree(c):
+                return 'tree', c, None
+    if data_dir:
+        raise DataError(f'no Omniglot data in --data_dir={data_dir} (expected images_background.zip and '
+                        f'images_evaluation.zip, zipped or extracted, or an omniglot_resized tree '
+                        f'alphabet/character/*.png): {_GET_ZIPS}')
+    return 'tfds', None, None
+
+
+def load_omniglot(data_dir=''):
+    """All Omniglot images as _OmniglotData, from data_dir / ./data / tensorflow_datasets, cached."""
+    kind, root, parts = find_omniglot(data_dir)
+    if kind == 'tfds':
+        return _load_tfds()
+    chars = _official_characters(parts) if kind == 'official' else _tree_characters(root)
+    if not chars:
+        raise DataError(f'no Omniglot characters found in {root}: {_GET_ZIPS}')
+    dirs = _cache_dirs(root)
+    fname = _cache_name(_fingerprint(kind, chars, parts or ()))
+    data = _read_cache(dirs, fname)
+    if data is None:
+        log.info('Omniglot: decoding %d characters from %s', len(chars), root)
+        data = _load_files(chars)
+        _write_cache(dirs, fname, data)
+    return data
+
+
+# ----------------------------------------------------------------------------------------------
+# MiniImagenet: finding the files
+# ----------------------------------------------------------------------------------------------
+
+_MINI_HOW = ('put train/ val/ test/ folders of 84x84 JPEGs (one folder per class) in ./data/miniImagenet '
+             'or pass --data_dir=DIR; from the Ravi & Larochelle images/ + train.csv/val.csv/test.csv run '
+             'python scripts/make_miniimagenet.py SRC DST')
+
+
+def find_miniimagenet(data_dir=''):
+    """('folders' | 'csv', root) of the MiniImagenet data."""
+    if data_dir:
+        root = os.path.expanduser(data_dir)
+        if not os.path.isdir(root):
+            raise DataError(f'--data_dir={data_dir} is not a folder: {_MINI_HOW}')
+        candidates = [root] + [os.path.join(root, n) for n in ('miniImagenet', 'miniimagenet', 'mini-imagenet')]
+    else:
+        candidates = [os.path.join('.', 'data', 'miniImagenet')]
+    for c in candidates:
+        if any(os.path.isdir(os.path.join(c, s)) for s in ('train', 'val', 'test')):
+            return 'folders', c
+        if os.path.isdir(os.path.join(c, 'images')) and any(
+                os.path.isfile(os.path.join(c, s + '.csv')) for s in ('train', 'val', 'test')):
+            return 'csv', c
+    raise DataError(f'no MiniImagenet data in {data_dir or "./data/miniImagenet"}: {_MINI_HOW}')
+
+
+def _mini_split(kind, root, split):
+    """[(class name, [paths])] of one split, classes and files sorted."""
+    if kind == 'folders':
+        d = os.path.join(root, split)
+        if not os.path.isdir(d):
+            raise DataError(f'MiniImagenet in {root} has no {split}/ folder: {_MINI_HOW}')
+        out = []
+        for label in _visible_dirs(d):
+            cd = os.path.join(d, label)
+            files = sorted(f for f in os.listdir(cd)
+                           if f.lower().endswith(('.jpg', '.jpeg')) and not f.startswith('.'))
+            out.append((split + '/' + label, [os.path.join(cd, f) for f in files]))
+        if not out:
+            raise DataError(f'MiniImagenet folder {d} has no class folders: {_MINI_HOW}')
+        return out
+    path = os.path.join(root, split + '.csv')
+    if not os.path.isfile(path):
+        raise DataError(f'MiniImagenet in {root} has no {split}.csv: {_MINI_HOW}')
+    classes = {}
+    with open(path, newline='') as f:
+        for i, row in enumerate(csv.reader(f)):
+            if not row or (i == 0 and row[0].strip().lower() == 'filename'):
+                continue
+            if len(row) < 2:
+                raise DataError(f'{path} line {i + 1} is not "filename,label"; use the Ravi & Larochelle CSVs')
+            classes.setdefault(row[1].strip(), []).append(os.path.join(root, 'images', row[0].strip()))
+    missing = [p for files in classes.values() for p in files if not os.path.isfile(p)]
+    if missing:
+        raise DataError(f'{len(missing)} images listed in {path} are missing, e.g. {missing[0]}: '
+                        f'put all MiniImagenet JPEGs in {os.path.join(root, "images")}')
+    if not classes:
+        raise DataError(f'{path} lists no images: {_MINI_HOW}')
+    return [(split + '/' + label, sorted(classes[label])) for label in sorted(classes)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Task sampling (TensorFlow, stateless and vectorised: no Python runs inside the tf.data pipeline)
+# ----------------------------------------------------------------------------------------------
+
+def sample_tasks(seed, num_tasks, classes, counts, offsets, n, s, rotate):
+    """Indices of `num_tasks` N-way tasks with S examples per class, in the original's row layout.
+
+    seed: int64 [2] (stateless random ops: the result is a pure function of it). classes: global
+    class ids of the split; counts / offsets: images per class and first image row, by global class
+    id. Per task: N distinct classes in random order (class i gets label i, as the original's
+    `random.sample` + `random.shuffle`), S distinct images per class in random order, one rotation
+    k in 0..3 per class (zeros unless `rotate`), then for each k in 0..S-1 a random class order
+    (the original's `tf.random_shuffle(range(N))`): row k*N + r holds the k-th image of class
+    perm[k, r]. Returns int64 tensors (image row [T, N*S], label [T, N*S], rotation [T, N*S],
+    classes [T, N]).
+    """
+    import tensorflow as tf
+    classes = np.asarray(classes, np.int64)
+    maxc = int(np.max(counts[classes]))
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
+    t = num_tasks
+    keys = tf.random.stateless_uniform([t, len(classes)], seeds[0], dtype=tf.float64)
+    chosen = tf.math.top_k(-keys, n).indices                      # the N smallest keys, in key order
+    cls = tf.gather(tf.constant(classes), chosen)                  # [T, N]
+    cnt = tf.gather(tf.constant(counts, tf.int64), cls)
+    ikeys = tf.random.stateless_uniform([t, n, maxc], seeds[1], dtype=tf.float64)
+    ikeys = tf.where(tf.range(maxc, dtype=tf.int64) >= cnt[..., None], tf.constant(2.0, tf.float64), ikeys)
+    pick = tf.cast(tf.math.top_k(-ikeys, s).indices, tf.int64)    # [T, N, S]
+    img = tf.gather(tf.constant(offsets, tf.int64), cls)[..., None] + pick
+    if rotate:
+        rot = tf.random.stateless_uniform([t, n], seeds[2], minval=0, maxval=4, dtype=tf.int64)
+    else:
+        rot = tf.zeros([t, n], tf.int64)
+    label = tf.cast(tf.argsort(tf.random.stateless_uniform([t, s, n], seeds[3], dtype=tf.float64), axis=2),
+                    tf.int64)                                      # [T, S, N]: block k's class order
+    img_rows = tf.gather(tf.transpose(img, [0, 2, 1]), label, batch_dims=2)
+    rot_rows = tf.gather(rot, label, batch_dims=1)
+    flat = [t, s * n]
+    return tf.reshape(img_rows, flat), tf.reshape(label, flat), tf.reshape(rot_rows, flat), cls
+
+
+# ----------------------------------------------------------------------------------------------
+# The generator
+# ----------------------------------------------------------------------------------------------
+
+class DataGenerator:
+    """Sinusoid batches (numpy) or Omniglot / MiniImagenet meta-batches (tf.data)."""
+
+    def __init__(self, num_samples_per_class, batch_size, config):
+        self.config = config
+        self.datasource = config.datasource
+        self.batch_size = int(batch_size)
+        self.num_samples_per_class = int(num_samples_per_class)
+        self.num_classes = 1
+        if self.batch_size < 1 or self.num_samples_per_class < 1:
+            raise DataError(f'need batch_size >= 1 and samples per class >= 1, got {batch_size}, '
+                            f'{num_samples_per_class}: check --meta_batch_size / --update_batch_size')
+        self.rng = np.random.RandomState(config.seed) if config.seed >= 0 else np.random.RandomState()
+        self._train_key = None     # seed of the training stream, drawn from self.rng when first needed
+        self._train_next = 0       # index of the next training meta-batch to deliver
+        self._vars = None          # tf.Variables mirroring the two above once a stream exists
+        self._eval = None
+        self._tf = None
+        if self.datasource == 'sinusoid':
+            self.amp_range = [0.1, 5.0]
+            self.phase_range = [0, np.pi]
+            self.input_range = [-5.0, 5.0]
+            self.dim_input = 1
+            self.dim_output = 1
+        elif self.datasource == 'omniglot':
+            self._init_omniglot(config)
+        elif self.datasource == 'miniimagenet':
+            self._init_miniimagenet(config)
+        else:
+            raise DataError(f'unknown --datasource={self.datasource!r}: use sinusoid, omniglot or miniimagenet')
+
+    # ---- Omniglot ----
+    def _init_omniglot(self, config):
+        n = self.num_classes = config.num_classes
+        self.img_size = OMNIGLOT_SIZE
+        self.dim_input = int(np.prod(self.img_size))
+        self.dim_output = n
+        self.rotate = True
+        self.data = data = load_omniglot(config.data_dir)
+        order = list(range(len(data.names)))       # sorted (alphabet, character) order
+        random.Random(OMNIGLOT_SPLIT_SEED).shuffle(order)
+        n_train = config.num_train_classes if config.num_train_classes >= 0 else OMNIGLOT_NUM_TRAIN
+        n_val = config.num_val_classes if config.num_val_classes >= 0 else OMNIGLOT_NUM_VAL
+        need = n_train + n_val + (n if config.test_set else 0)
+        if len(order) < need:
+            raise DataError(
+                f'Omniglot has {len(order)} characters but the split needs {need} ({n_train} train + {n_val} '
+                f'val{f" + {n} test" if config.test_set else ""}): give both images_background and '
+                f'images_evaluation, or pass smaller --num_train_classes/--num_val_classes')
+        self._train_classes = np.array(order[:n_train], np.int64)
+        self._val_classes = np.array(order[n_train:n_train + n_val], np.int64)
+        self._test_classes = np.array(order[n_train + n_val:], np.int64)
+        self._eval_classes = self._test_classes if config.test_set else self._val_classes
+        self._set_counts(data.offsets, data.names)
+        self.metatrain_character_folders = [data.names[i] for i in self._train_classes]
+        self.metaval_character_folders = [data.names[i] for i in self._eval_classes]
+        grid = np.arange(self.dim_input).reshape(self.img_size)
+        # rot90(img, k).ravel() == img.ravel()[rot_index[k]]: k quarter turns counter-clockwise,
+        # as np.rot90 and tf.image.rot90
+        self.rot_index = np.stack([np.rot90(grid, k).ravel() for k in range(4)]).astype(np.int64)
+        # pixel value v -> 1 - v/255 in float32, the original's cast, /255 and inversion
+        self.pixel_lut = np.float32(1.0) - np.arange(256, dtype=np.float32) / np.float32(255.0)
+
+    # ---- MiniImagenet ----
+    def _init_miniimagenet(self, config):
+        n = self.num_classes = config.num_classes
+        self.img_size = MINI_SIZE
+        self.dim_input = int(np.prod(self.img_size)) * 3
+        self.dim_output = n
+        self.rotate = False
+        kind, root = find_miniimagenet(config.data_dir)
+        eval_split = 'test' if config.test_set else 'val'
+        train = _mini_split(kind, root, 'train')
+        evals = _mini_split(kind, root, eval_split)
+        names, paths, offsets = [], [], [0]
+        for name, files in train + evals:
+            names.append(name)
+            paths.extend(files)
+            offsets.append(offsets[-1] + len(files))
+        self.paths = paths
+        self._train_classes = np.arange(len(train), dtype=np.int64)
+        self._eval_classes = np.arange(len(train), len(names), dtype=np.int64)
+        self._set_counts(np.array(offsets, np.int64), names)
+        self.metatrain_character_folders = [names[i] for i in self._train_classes]
+        self.metaval_character_folders = [names[i] for i in self._eval_classes]
+
+    def _set_counts(self, offsets, names):
+        self._offsets = np.asarray(offsets, np.int64)
+        self._counts = np.diff(self._offsets)
+        n, s = self.num_classes, self.num_samples_per_class
+        if n < 1:
+            raise DataError(f'--num_classes={n} must be >= 1')
+        for split, cls in (('meta-train', self._train_classes), ('evaluation', self._eval_classes)):
+            if len(cls) < n:
+                raise DataError(f'the {split} split has {len(cls)} classes, fewer than --num_classes={n}: '
+                                f'use fewer classes or give more data')
+            short = [c for c in cls if self._counts[c] < s]
+            if short:
+                raise DataError(f'{len(short)} {split} classes have fewer than the {s} images a task needs '
+                                f'(e.g. {names[short[0]]} has {self._counts[short[0]]}): the data is '
+                                f'incomplete, or lower --update_batch_size/--num_query')
+
+    # ---- random state ----
+    def _ensure_train_key(self):
+        if self._train_key is None:
+            self._train_key = int(self.rng.randint(0, 2**31 - 1))
+        return self._train_key
+
+    def get_state(self):
+        """All random state of the generator as a JSON-serialisable dict (see set_state).
+
+        `rng` is self.rng's state; `train_key` seeds the training stream (drawn from self.rng when
+        the first training dataset is made); `train_next` counts the training meta-batches delivered
+        so far (the stream prefetches internally; only batches handed to the consumer count).
+        """
+        if not isinstance(self.rng, np.random.RandomState):
+            raise TypeError('DataGenerator.rng must be a np.random.RandomState to be checkpointed')
+        name, key, pos, has_gauss, gauss = self.rng.get_state()
+        if self._vars is not None:
+            self._train_next = int(self._vars[1].numpy())
+        return {'version': 1, 'rng': {'name': str(name), 'key': [int(v) for v in key], 'pos': int(pos),
+                                      'has_gauss': int(has_gauss), 'cached_gaussian': float(gauss)},
+                'train_key': self._train_key, 'train_next': int(self._train_next)}
+
+    def set_state(self, state):
+        """Restores a get_state() dict: the next draws and the next training meta-batch are the saved ones.
+
+        Takes effect for iterators created afterwards (a running iterator keeps its position).
+        """
+        r = state['rng']
+        rng = np.random.RandomState()
+        rng.set_state((r['name'], np.array(r['key'], dtype=np.uint32), int(r['pos']), int(r['has_gauss']),
+                       float(r['cached_gaussian'])))
+        self.rng = rng
+        self._train_key = None if state.get('train_key') is None else int(state['train_key'])
+        self._train_next = int(state.get('train_next', 0))
+        if self._vars is not None:
+            self._vars[0].assign(self._ensure_train_key())
+            self._vars[1].assign(self._train_next)
+
+    # ---- sinusoid ----
+    def generate(self, train=True, input_idx=None):
+        """The original generate_sinusoid_batch, drawing from self.rng.
+
+        Returns (init_inputs [B, S, 1], outputs [B, S, 1], amp [B], phase [B]), float64. Draw
+        order: amp for all tasks, phase for all tasks, then each task's S inputs. `train` is unused
+        (as in the original); `input_idx` replaces inputs from that index on by a linspace.
+        """
+        if self.datasource != 'sinusoid':
+            raise DataError(f'generate() is for --datasource=sinusoid; use make_data_tensor() for {self.datasource}')
+        b, s = self.batch_size, self.num_samples_per_class
+        amp = self.rng.uniform(self.amp_range[0], self.amp_range[1], [b])
+        phase = self.rng.uniform(self.phase_range[0], self.phase_range[1], [b])
+        outputs = np.zeros([b, s, self.dim_output])
+        init_inputs = np.zeros([b, s, self.dim_input])
+        for func in range(b):
+            init_inputs[func] = self.rng.uniform(self.input_range[0], self.input_range[1], [s, 1])
+            if input_idx is not None:
+                init_inputs[:, input_idx:, 0] = np.linspace(self.input_range[0], self.input_range[1],
+                                                            num=s - input_idx, retstep=False)
+            outputs[func] = amp[func] * np.sin(init_inputs[func] - phase[func])
+        return init_inputs, outputs, amp, phase
+
+    generate_sinusoid_batch = generate
+
+    # ---- task indices (TF) ----
+    def _consts(self):
+        """Constant tensors on the CPU, made once."""
+        import tensorflow as tf
+        if self._tf is None:
+            with tf.device('/CPU:0'):
+                c = {'eye': tf.eye(self.num_classes, dtype=tf.float32)}
+                if self.datasource == 'omniglot':
+                    c['pixels'] = tf.constant(self.data.images.reshape(-1))
+                    c['rot_index'] = tf.constant(self.rot_index)
+                    c['lut'] = tf.constant(self.pixel_lut)
+                else:
+                    c['paths'] = tf.constant(self.paths)
+            self._tf = c
+        return self._tf
+
+    def _train_rows(self, key, j):
+        import tensorflow as tf
+        return sample_tasks(tf.stack([key, j]), self.batch_size, self._train_classes, self._counts,
+                            self._offsets, self.num_classes, self.num_samples_per_class, self.rotate)[:3]
+
+    def train_task_indices(self, j, key=None):
+        """numpy (image row, label, rotation) [B, N*S] of training meta-batch j (key: the stream's seed)."""
+        import tensorflow as tf
+        key = self._ensure_train_key() if key is None else key
+        with tf.device('/CPU:0'):
+            rows = self._train_rows(tf.constant(key, tf.int64), tf.constant(j, tf.int64))
+        return tuple(r.numpy() for r in rows)
+
+    def eval_tasks(self):
+        """numpy (image row, label, rotation) [600, N*S] and classes [600, N] of the fixed evaluation tasks."""
+        import tensorflow as tf
+        if self._eval is None:
+            with tf.device('/CPU:0'):
+                out = sample_tasks(tf.constant([EVAL_SEED, NUM_EVAL_TASKS], tf.int64), NUM_EVAL_TASKS,
+                                   self._eval_classes, self._counts, self._offsets, self.num_classes,
+                                   self.num_samples_per_class, self.rotate)
+            self._eval = tuple(x.numpy() for x in out)
+        return self._eval
+
+    def _images(self, img, rot):
+        """Omniglot pixels [B, R, 784] float32 of image rows [B, R] turned by rot [B, R] quarter turns."""
+        import tensorflow as tf
+        c = self._consts()
+        idx = img[..., None] * self.dim_input + tf.gather(c['rot_index'], rot)
+        return tf.gather(c['lut'], tf.cast(tf.gather(c['pixels'], idx), tf.int32))
+
+    # ---- tf.data ----
+    def make_data_tensor(self, train=True):
+        """tf.data.Dataset of (images [B, N*S, dim_input] float32, labels [B, N*S, N] float32 one-hot).
+
+        train=True: an endless stream of fresh meta-batches of the meta-train classes. It starts at
+        the generator's position (get_state/set_state) when an iterator is created; delivering a
+        batch advances the position, internal prefetching does not (so do not add a prefetch of
+        your own if you checkpoint it). Meta-batch j is a pure function of (train_key, j).
+        train=False: the 600 fixed evaluation tasks (val classes, or test classes with
+        config.test_set), B per element, repeating endlessly like the original's queue: element j
+        holds tasks j*B .. j*B+B-1 (mod 600); take ceil(600/B) elements for one pass.
+        """
+        import tensorflow as tf
+        if self.datasource == 'sinusoid':
+            raise DataError('make_data_tensor() is for omniglot/miniimagenet; use generate() for sinusoid')
+        b, n, d = self.batch_size, self.num_classes, self.dim_input
+        r = n * self.num_samples_per_class
+        autotune = tf.data.AUTOTUNE
+        c = self._consts()
+        if train:
+            if self._vars is None:
+                with tf.device('/CPU:0'):
+                    self._vars = (tf.Variable(self._ensure_train_key(), dtype=tf.int64, trainable=False),
+                                  tf.Variable(self._train_next, dtype=tf.int64, trainable=False))
+            key_var, next_var = self._vars
+
+            def stream(_):  # runs when an iterator is created: reads the position then
+                key = key_var.read_value()
+                return tf.data.Dataset.range(next_var.read_value(), np.iinfo(np.int64).max).map(
+                    lambda j: (j,) + tuple(self._train_rows(key, j)))
+            src = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).flat_map(stream)
+        else:
+            img_t, lab_t, rot_t = (tf.constant(x) for x in self.eval_tasks()[:3])
+
+            def rows(j):
+                t = (j * b + tf.range(b, dtype=tf.int64)) % NUM_EVAL_TASKS
+                return j, tf.gather(img_t, t), tf.gather(lab_t, t), tf.gather(rot_t, t)
+            src = tf.data.Dataset.counter().map(rows)
+
+        if self.datasource == 'omniglot':
+            ds = src.map(lambda j, img, lab, rot: (j, self._images(img, rot), tf.gather(c['eye'], lab)),
+                         num_parallel_calls=autotune)
+        else:
+            def load(i):
+                image = tf.io.decode_jpeg(tf.io.read_file(tf.gather(c['paths'], i)), channels=3)
+                shape = tf.shape(image)
+                image = tf.cond(tf.logical_and(tf.equal(shape[0], MINI_SIZE[0]), tf.equal(shape[1], MINI_SIZE[1])),
+                                lambda: image, lambda: _resize_uint8(image))
+                return tf.cast(tf.reshape(image, [d]), tf.float32) / 255.0
+
+            pixels = (src.flat_map(lambda j, img, lab, rot: tf.data.Dataset.from_tensor_slices(tf.reshape(img, [-1])))
+                      .map(load, num_parallel_calls=autotune)
+                      .batch(b * r, drop_remainder=True)
+                      .map(lambda x: tf.reshape(x, [b, r, d])))
+            ds = tf.data.Dataset.zip((src, pixels)).map(
+                lambda m, x: (m[0], x, tf.gather(c['eye'], m[2])))
+        ds = ds.map(lambda j, x, y: (j, tf.ensure_shape(x, [b, r, d]), tf.ensure_shape(y, [b, r, n])))
+        ds = ds.prefetch(autotune)
+        if train:
+            def deliver(j, images, labels):  # synchronous and last: runs as the consumer takes a batch
+                with tf.control_dependencies([next_var.assign(j + 1)]):
+                    return tf.identity(images), tf.identity(labels)
+            ds = ds.map(deliver)
+        else:
+            ds = ds.map(lambda j, images, labels: (images, labels))
+        options = tf.data.Options()
+        options.deterministic = True
+        options.experimental_optimization.inject_prefetch = False
+        return ds.with_options(options)
+
+
+def _resize_uint8(image):
+    """84x84 of a decoded JPEG of another size (the Ravi & Larochelle originals; see docs/DATA.md)."""
+    import tensorflow as tf
+    x = tf.image.resize(tf.cast(image, tf.float32), MINI_SIZE, method='lanczos3', antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
