@@ -397,7 +397,10 @@ def load_omniglot(data_dir=''):
     kind, root, parts = find_omniglot(data_dir)
     if kind == 'tfds':
         return _load_tfds()
-    chars = _official_characters(parts) if kind == 'official' else _tree_characters(root)
+    if kind == 'official':
+        chars = _official_characters(parts)
+    else:
+        chars = {k: {f: ('file', p) for f, p in files.items()} for k, files in _tree_characters(root).items()}
     if not chars:
         raise DataError(f'no Omniglot characters found in {root}: {_GET_ZIPS}')
     dirs = _cache_dirs(root)

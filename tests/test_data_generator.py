@@ -1,0 +1,394 @@
+"""DataGenerator: sinusoid draws, Omniglot preprocessing, splits, task layout, sources and errors."""
+import io
+import json
+import os
+import random
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import data_generator
+from config import Config
+from data_generator import DataError, DataGenerator, num_samples_per_class
+
+# 28x28 arrays of the literal original recipe: Image.open(f).resize((28, 28), resample=Image.LANCZOS),
+# save as PNG, tf.io.decode_png, /255, 1 - x. Values are 0/1: stored as np.packbits of the 784 pixels.
+PINNED = {
+    ('images_background', 'Alphabet_of_the_Magi/character01', '0709_01.png'):
+        '00000000000000000000000000000000000000000000000000000000000000007003f001801800080180008018001c018001c0'
+        '1b001c01b003c010006c010004fff000e3800002000000000000000000000000000000000000000000000000000000',
+    ('images_background', 'Korean/character05', '0647_13.png'):
+        '000000000000000000000000180000008000000c000000c0000004000000400000040000004000000400000040000007c0001f'
+        'fc00000400000040000006000000600000020000002000000200000030000003000000300000000000000000000000',
+    ('images_evaluation', 'Tengwar/character10', '1540_07.png'):
+        '000000000000000000000000000000000000000c00043b80007fc0000180000010000003000000201000020180002018000301'
+        '800030780001ff00000000000000000000000000000000000000000000000000000000000000000000000000000000',
+}
+
+
+def pinned_array(hexbits):
+    return np.unpackbits(np.frombuffer(bytes.fromhex(hexbits), np.uint8))[:784].reshape(28, 28).astype(np.float32)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _cache_dir(tmp_path_factory):
+    """The Omniglot cache of this module's runs goes to a temporary folder, never ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(data_generator.CACHE_ENV, str(tmp_path_factory.mktemp('cache')))
+        yield
+
+
+def omni_config(**kw):
+    base = dict(datasource='omniglot', num_classes=5, update_batch_size=1, meta_batch_size=4, seed=0)
+    base.update(kw)
+    return Config(**base)
+
+
+@pytest.fixture(scope='module')
+def full(omniglot_dir):
+    cfg = omni_config(data_dir=omniglot_dir)
+    return DataGenerator(num_samples_per_class(cfg), cfg.meta_batch_size, cfg)
+
+
+def first(ds, n=1):
+    it = iter(ds)
+    return [tuple(t.numpy() for t in next(it)) for _ in range(n)]
+
+
+def one_line_error(fn, *needles):
+    with pytest.raises(DataError) as e:
+        fn()
+    msg = str(e.value)
+    assert '\n' not in msg and isinstance(e.value, ValueError)
+    for needle in needles:
+        assert needle in msg, msg
+    return msg
+
+
+# ---- sinusoid --------------------------------------------------------------------------------
+
+def original_sinusoid(rng, b, s, input_idx=None):
+    """The original generate_sinusoid_batch with np.random replaced by rng."""
+    amp = rng.uniform(0.1, 5.0, [b])
+    phase = rng.uniform(0, np.pi, [b])
+    outputs, inputs = np.zeros([b, s, 1]), np.zeros([b, s, 1])
+    for f in range(b):
+        inputs[f] = rng.uniform(-5.0, 5.0, [s, 1])
+        if input_idx is not None:
+            inputs[:, input_idx:, 0] = np.linspace(-5.0, 5.0, num=s - input_idx, retstep=False)
+        outputs[f] = amp[f] * np.sin(inputs[f] - phase[f])
+    return inputs, outputs, amp, phase
+
+
+def test_sinusoid_equals_original_formula_and_state_round_trip():
+    cfg = Config(datasource='sinusoid', update_batch_size=5, meta_batch_size=7, seed=3)
+    assert num_samples_per_class(cfg) == 10
+    dg = DataGenerator(num_samples_per_class(cfg), 7, cfg)
+    assert (dg.num_classes, dg.dim_input, dg.dim_output) == (1, 1, 1)
+    ref = np.random.RandomState(3)
+    for input_idx in (None, None, 4):
+        got, want = dg.generate(train=True, input_idx=input_idx), original_sinusoid(ref, 7, 10, input_idx)
+        for g, w in zip(got, want):
+            assert g.dtype == np.float64
+            np.testing.assert_array_equal(g, w)
+    assert got[0].shape == (7, 10, 1) and got[2].shape == (7,)
+    state = json.loads(json.dumps(dg.get_state()))
+    nxt = dg.generate()
+    dg2 = DataGenerator(10, 7, cfg.replace(seed=-1))
+    dg2.set_state(state)
+    for a, b in zip(dg2.generate(), nxt):
+        np.testing.assert_array_equal(a, b)
+    dg.rng = np.random.RandomState(1)  # main.py's test mode, as the original's np.random.seed(1)
+    np.testing.assert_array_equal(dg.generate()[1], original_sinusoid(np.random.RandomState(1), 7, 10)[1])
+
+
+def test_num_samples_per_class():
+    c = Config(update_batch_size=3)
+    assert num_samples_per_class(c.replace(datasource='omniglot')) == 6
+    assert num_samples_per_class(c.replace(datasource='miniimagenet')) == 18
+    assert num_samples_per_class(c.replace(datasource='miniimagenet', train=False)) == 6
+    assert num_samples_per_class(c.replace(datasource='miniimagenet', num_query=2)) == 5
+    assert num_samples_per_class(c.replace(datasource='omniglot', num_query=0)) == 3
+
+
+# ---- Omniglot preprocessing --------------------------------------------------------------------
+
+def test_pixel_parity_with_the_original_resize(omniglot_dir, full, tmp_path):
+    for (split, char, fname), hexbits in PINNED.items():
+        want = pinned_array(hexbits)
+        with zipfile.ZipFile(os.path.join(omniglot_dir, split + '.zip')) as zf:
+            png = zf.read(f'{split}/{char}/{fname}')
+        # the literal recipe still gives the pinned pixels (guards Pillow / TF behaviour)
+        path = tmp_path / 'x.png'
+        path.write_bytes(png)
+        Image.open(path).resize((28, 28), resample=Image.LANCZOS).save(path)
+        x = 1.0 - tf.cast(tf.io.decode_png(tf.io.read_file(str(path))), tf.float32) / 255.0
+        np.testing.assert_array_equal(x.numpy()[..., 0], want)
+        # Pillow's finding: LANCZOS on a mode '1' image is NEAREST
+        im = Image.open(io.BytesIO(png))
+        assert im.mode == '1' and im.size == (105, 105)
+        np.testing.assert_array_equal(np.asarray(im.resize((28, 28), resample=Image.LANCZOS)),
+                                      np.asarray(im.resize((28, 28), resample=Image.NEAREST)))
+        # ... and the in-memory data the generator samples from gives the same floats
+        row = full.data.index(char, fname)
+        np.testing.assert_array_equal(full.pixel_lut[full.data.images[row]], want)
+
+
+def test_rotation_matches_tf_rot90(full):
+    img = full.data.images[123]
+    for k in range(4):
+        want = tf.image.rot90(img[..., None], k=k).numpy()[..., 0].ravel()
+        np.testing.assert_array_equal(img.ravel()[full.rot_index[k]], want)
+        np.testing.assert_array_equal(np.rot90(img, k).ravel(), want)
+
+
+# ---- splits ------------------------------------------------------------------------------------
+
+def test_split_sizes_disjoint_and_as_the_original(omniglot_dir, full):
+    assert (full.dim_input, full.dim_output, full.num_classes) == (784, 5, 5)
+    assert len(full.data.names) == 1623 and full.data.images.shape == (32460, 28, 28)
+    train, val = full.metatrain_character_folders, full.metaval_character_folders
+    cfg = omni_config(data_dir=omniglot_dir, test_set=True)
+    test = DataGenerator(2, 4, cfg).metaval_character_folders
+    assert (len(train), len(val), len(test)) == (1100, 100, 423)
+    assert len(set(train) | set(val) | set(test)) == 1623
+    # the original's split after sorting the listing: random.seed(1); random.shuffle(folders)
+    names = set()
+    for split in ('images_background', 'images_evaluation'):
+        with zipfile.ZipFile(os.path.join(omniglot_dir, split + '.zip')) as zf:
+            names |= {'/'.join(m.split('/')[1:3]) for m in zf.namelist() if m.endswith('.png')}
+    folders = sorted(names)
+    random.seed(1)
+    random.shuffle(folders)
+    assert train == folders[:1100] and val == folders[1100:1200] and test == folders[1200:]
+
+
+def test_determinism_across_constructions(omniglot_dir, full):
+    cfg = omni_config(data_dir=omniglot_dir)
+    again = DataGenerator(2, 4, cfg)  # from the cache written by the first construction
+    assert again.metatrain_character_folders == full.metatrain_character_folders
+    np.testing.assert_array_equal(again.data.images, full.data.images)
+    a, b = first(full.make_data_tensor())[0], first(again.make_data_tensor())[0]
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    other = first(DataGenerator(2, 4, cfg.replace(seed=1)).make_data_tensor())[0]
+    assert not np.array_equal(other[0], a[0])
+
+
+# ---- tasks -------------------------------------------------------------------------------------
+
+def check_layout(dg, images, labels, img, lab, rot, split_classes):
+    """Rows in blocks of N (each a permutation of the classes); a class = one character, one rotation."""
+    n, s = dg.num_classes, dg.num_samples_per_class
+    b = images.shape[0]
+    assert images.shape == (b, n * s, 784) and labels.shape == (b, n * s, n)
+    assert images.dtype == np.float32 and labels.dtype == np.float32
+    np.testing.assert_array_equal(labels, np.eye(n, dtype=np.float32)[lab])
+    char = np.searchsorted(dg.data.offsets, img, side='right') - 1
+    for t in range(b):
+        blocks = lab[t].reshape(s, n)
+        for blk in blocks:
+            assert sorted(blk) == list(range(n))
+        for c in range(n):
+            rows = lab[t] == c
+            assert len(set(char[t][rows])) == 1 and len(set(rot[t][rows])) == 1   # a and b rows agree
+            assert len(set(img[t][rows])) == s                                     # distinct images
+            assert char[t][rows][0] in split_classes
+        assert len(set(char[t])) == n
+        for q in range(n * s):  # pixels: the image turned by tf.image.rot90, then 1 - x/255
+            raw = dg.data.images[img[t, q]][..., None]
+            want = 1.0 - tf.cast(tf.image.rot90(raw, k=int(rot[t, q])), tf.float32) / 255.0
+            np.testing.assert_array_equal(images[t, q], want.numpy().ravel())
+
+
+def test_train_task_layout_and_rotations(omniglot_dir):
+    cfg = omni_config(data_dir=omniglot_dir, update_batch_size=2, num_classes=3, seed=5)
+    dg = DataGenerator(num_samples_per_class(cfg), 3, cfg)
+    images, labels = first(dg.make_data_tensor(train=True))[0]
+    img, lab, rot = dg.train_task_indices(0)
+    check_layout(dg, images, labels, img, lab, rot, set(dg._train_classes))
+    rots = np.concatenate([dg.train_task_indices(j)[2] for j in range(30)])
+    assert set(np.unique(rots)) == {0, 1, 2, 3}
+
+
+def test_eval_tasks_fixed_rotated_and_cycling(full, omniglot_dir):
+    ds = full.make_data_tensor(train=False)
+    a, b = first(ds, 2), first(ds, 2)
+    other = DataGenerator(2, 4, omni_config(data_dir=omniglot_dir, seed=-1))
+    c = first(other.make_data_tensor(train=False), 2)
+    for x, y, z in zip(a, b, c):
+        np.testing.assert_array_equal(x[0], y[0])
+        np.testing.assert_array_equal(x[0], z[0])
+        np.testing.assert_array_equal(x[1], z[1])
+    img, lab, rot, cls = full.eval_tasks()
+    assert img.shape == (600, 10) and cls.shape == (600, 5)
+    assert set(np.unique(rot)) == {0, 1, 2, 3}                      # rotated in evaluation too
+    assert set(np.unique(cls)) <= set(full._val_classes)
+    check_layout(full, a[1][0], a[1][1], img[4:8], lab[4:8], rot[4:8], set(full._val_classes))
+    # element j holds tasks j*B .. j*B+B-1 (mod 600): element 150 with B=4 is tasks 0..3 again
+    it = iter(ds.skip(150))
+    np.testing.assert_array_equal(next(it)[0].numpy(), a[0][0])
+
+
+def test_state_round_trip_resumes_the_stream(omniglot_dir):
+    cfg = omni_config(data_dir=omniglot_dir, seed=11)
+    dg = DataGenerator(2, 4, cfg)
+    it = iter(dg.make_data_tensor())
+    for _ in range(3):
+        next(it)
+    state = json.loads(json.dumps(dg.get_state()))
+    assert state['train_next'] == 3                                 # prefetching does not count
+    want = [next(it) for _ in range(2)]
+    resumed = DataGenerator(2, 4, cfg.replace(seed=-1))
+    resumed.set_state(state)
+    got = iter(resumed.make_data_tensor())
+    for w in want:
+        g = next(got)
+        np.testing.assert_array_equal(g[0].numpy(), w[0].numpy())
+        np.testing.assert_array_equal(g[1].numpy(), w[1].numpy())
+    assert resumed.get_state()['train_next'] == 5
+
+
+# ---- sources -----------------------------------------------------------------------------------
+
+def _pick(omniglot_dir, split, alphabets, chars_per_alphabet=3):
+    """{member: bytes} of a few characters of an official zip."""
+    out = {}
+    with zipfile.ZipFile(os.path.join(omniglot_dir, split + '.zip')) as zf:
+        for m in zf.namelist():
+            p = m.split('/')
+            if len(p) == 4 and p[1] in alphabets and p[2] in [f'character{i:02d}' for i in range(1, chars_per_alphabet + 1)] \
+                    and p[3].endswith('.png'):
+                out[m] = zf.read(m)
+    return out
+
+
+@pytest.fixture(scope='module')
+def small_official(omniglot_dir, tmp_path_factory):
+    """Zipped, extracted and resized layouts of the same 12 characters (9 background, 3 evaluation)."""
+    files = {**_pick(omniglot_dir, 'images_background', {'Korean', 'Greek', 'Latin'}),
+             **_pick(omniglot_dir, 'images_evaluation', {'Tengwar'})}
+    root = tmp_path_factory.mktemp('layouts')
+    zipped, extracted, resized = root / 'zipped', root / 'extracted', root / 'omniglot_resized'
+    for split in ('images_background', 'images_evaluation'):
+        zipped.mkdir(exist_ok=True)
+        with zipfile.ZipFile(zipped / (split + '.zip'), 'w') as zf:
+            for m, data in files.items():
+                if m.startswith(split + '/'):
+                    zf.writestr(m, data)
+    for m, data in files.items():
+        for target, rel in ((extracted, m), (resized, m.split('/', 1)[1])):
+            path = target / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            if target is resized:  # the original resize_images.py, in place
+                Image.open(path).resize((28, 28), resample=Image.LANCZOS).save(path)
+    return {'zipped': zipped, 'extracted': extracted, 'resized': resized, 'root': root}
+
+
+def test_zip_extracted_and_resized_layouts_agree(small_official, monkeypatch):
+    split = dict(num_train_classes=6, num_val_classes=3, num_classes=3)
+    results = []
+    for layout in ('zipped', 'extracted', 'resized'):
+        cfg = omni_config(data_dir=str(small_official[layout]), **split)
+        dg = DataGenerator(2, 2, cfg)
+        results.append(dg)
+        assert len(dg.data.names) == 12 and dg.data.images.shape == (240, 28, 28)
+    for dg in results[1:]:
+        assert dg.data.names == results[0].data.names and dg.data.files == results[0].data.files
+        np.testing.assert_array_equal(dg.data.images, results[0].data.images)
+        assert dg.metatrain_character_folders == results[0].metatrain_character_folders
+    d0 = results[0].data
+    assert d0.names[:2] == ['Greek/character01', 'Greek/character02'] and d0.index(d0.names[1], d0.files[25]) == 25
+    # the cache lands in a writable data folder, written atomically
+    env = os.environ.pop(data_generator.CACHE_ENV)
+    try:
+        DataGenerator(2, 2, omni_config(data_dir=str(small_official['zipped']), **split))
+    finally:
+        os.environ[data_generator.CACHE_ENV] = env
+    names = os.listdir(small_official['zipped'])
+    assert any(n.startswith('maml_tf2_omniglot28_') and n.endswith('.npz') for n in names)
+    assert not any(n.endswith('.tmp') for n in names)
+    # the default ./data/omniglot_resized (as the original) and --data_dir=parent
+    monkeypatch.chdir(small_official['root'])
+    os.makedirs('data', exist_ok=True)
+    if not os.path.exists('data/omniglot_resized'):
+        shutil.copytree(small_official['resized'], 'data/omniglot_resized')
+    dg = DataGenerator(2, 2, omni_config(**split))
+    np.testing.assert_array_equal(dg.data.images, results[0].data.images)
+    dg = DataGenerator(2, 2, omni_config(data_dir='data', **split))
+    assert dg.data.names == results[0].data.names
+    one_line_error(lambda: DataGenerator(2, 2, omni_config(data_dir=str(small_official['zipped']))),
+                   '--num_train_classes', '12 characters')
+
+
+def test_small1_alone_needs_split_flags(omniglot_dir, tmp_path):
+    os.symlink(os.path.join(omniglot_dir, 'images_background_small1.zip'), tmp_path / 'images_background_small1.zip')
+    one_line_error(lambda: DataGenerator(2, 4, omni_config(data_dir=str(tmp_path))),
+                   '--num_train_classes', 'images_evaluation')
+    dg = DataGenerator(2, 4, omni_config(data_dir=str(tmp_path), num_train_classes=80, num_val_classes=20,
+                                         test_set=True))
+    n = len(dg.data.names)
+    assert (len(dg.metatrain_character_folders), len(dg.metaval_character_folders)) == (80, n - 100)
+    images, labels = first(dg.make_data_tensor())[0]
+    assert images.shape == (4, 10, 784) and labels.shape == (4, 10, 5)
+
+
+def test_missing_or_incomplete_data_errors(tmp_path, small_official, monkeypatch):
+    one_line_error(lambda: DataGenerator(2, 4, omni_config(data_dir=str(tmp_path / 'nope'))),
+                   'is not a folder', 'images_background.zip')
+    (tmp_path / 'empty').mkdir()
+    one_line_error(lambda: DataGenerator(2, 4, omni_config(data_dir=str(tmp_path / 'empty'))),
+                   'no Omniglot data', 'images_evaluation.zip')
+    bad = tmp_path / 'bad'
+    bad.mkdir()
+    (bad / 'images_background.zip').write_bytes(b'not a zip')
+    one_line_error(lambda: DataGenerator(2, 4, omni_config(data_dir=str(bad))), 'not a readable zip')
+    short = tmp_path / 'short'
+    shutil.copytree(small_official['resized'], short)
+    for f in sorted(os.listdir(short / 'Korean' / 'character02'))[1:]:
+        os.remove(short / 'Korean' / 'character02' / f)
+    one_line_error(lambda: DataGenerator(2, 4, omni_config(data_dir=str(short), num_train_classes=9,
+                                                           num_val_classes=3, num_classes=3)),
+                   'Korean/character02 has 1', 'incomplete')
+    # nothing anywhere: ./data is empty, no prepared TFDS copy and no network
+    monkeypatch.chdir(tmp_path / 'empty')
+    monkeypatch.setenv('TFDS_DATA_DIR', str(tmp_path / 'tfds'))
+    monkeypatch.setattr(data_generator, '_online', lambda *a, **k: False)
+    one_line_error(lambda: DataGenerator(2, 4, omni_config()), 'images_background.zip', './data/omniglot')
+    one_line_error(lambda: DataGenerator(2, 4, omni_config(datasource='mnist')), 'unknown --datasource')
+
+
+def test_tensorflow_datasets_source(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+    rng = np.random.RandomState(0)
+    examples = []
+    for alphabet in range(3):
+        for char in range(4):
+            for _ in range(3):
+                img = np.where(rng.rand(105, 105) < 0.1, 0, 255).astype(np.uint8)
+                examples.append({'image': np.repeat(img[..., None], 3, axis=2), 'alphabet': alphabet,
+                                 'alphabet_char_id': char, 'label': alphabet * 4 + char})
+
+    def as_dataset(self, *args, **kwargs):
+        return tf.data.Dataset.from_generator(
+            lambda: iter(examples),
+            output_signature={'image': tf.TensorSpec((105, 105, 3), tf.uint8), 'alphabet': tf.TensorSpec((), tf.int64),
+                              'alphabet_char_id': tf.TensorSpec((), tf.int64), 'label': tf.TensorSpec((), tf.int64)})
+
+    monkeypatch.chdir(tmp_path)                      # no ./data/omniglot: falls back to TFDS
+    monkeypatch.setenv('TFDS_DATA_DIR', str(tmp_path / 'tfds'))
+    monkeypatch.setattr(data_generator, '_online', lambda *a, **k: True)
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        dg = DataGenerator(2, 2, omni_config(num_train_classes=8, num_val_classes=2, num_classes=2))
+    assert len(dg.data.names) == 12 and dg.data.images.shape == (36, 28, 28)
+    assert dg.data.names[:2] == ['0/character01', '0/character02']
+    want = np.asarray(Image.fromarray(examples[0]['image'][..., 0] > 127).resize((28, 28), Image.LANCZOS),
+                      dtype=np.uint8) * 255
+    np.testing.assert_array_equal(dg.data.images[0], want)
+    images, labels = first(dg.make_data_tensor())[0]
+    assert images.shape == (2, 4, 784) and labels.shape == (2, 4, 2)
