@@ -1,9 +1,15 @@
 """MAML (Finn et al. 2017) in TensorFlow 2, numerically as the original cbfinn/maml `maml.py`.
 
 The network is a pure function of (input, weights dict); fast weights are just a new dict of
-tensors. `task_metalearn` adapts one task with `num_updates` gradient steps, each taken under its
+tensors. `task_metalearn` adapts tasks with `num_updates` gradient steps, each taken under its
 own `tf.GradientTape`; because those tapes run inside the caller's tape, the meta-gradient
 differentiates through the inner gradients (second order) unless `stop_grad` cuts them.
+
+Tasks are stacked: inputs are [B, rows, dim] and every weight carries a leading task axis
+[B, ...] (the meta-parameters broadcast to B copies), so the sum of the B task losses has the
+per-task gradients as its gradient and the whole meta-batch is one batched computation. The
+reference path (`batched=False`) runs the same code one task at a time under `tf.map_fn`, as
+the original did.
 """
 import collections
 
@@ -36,8 +42,10 @@ class MAML(tf.Module):
     loop. Two separate TF1-style Adams: one for meta-training, one for pretraining.
     """
 
-    def __init__(self, dim_input=1, dim_output=1, test_num_updates=5, config=Config(), dtype=tf.float32):
+    def __init__(self, dim_input=1, dim_output=1, test_num_updates=5, config=Config(), dtype=tf.float32,
+                 batched=True):
         super().__init__(name='model')
+        self.batched = batched
         self.config = config
         self.dim_input, self.dim_output = dim_input, dim_output
         self.test_num_updates = test_num_updates
@@ -119,25 +127,30 @@ class MAML(tf.Module):
                 if scope + '/' + p in self.norm_weights}
 
     def forward_fc(self, inp, weights):
-        """Logits / predictions [rows, dim_output] of the fc net for input [rows, dim_input]."""
+        """Predictions / logits [B, rows, dim_output] of the fc net for input [B, rows, dim_input]
+        and per-task weights [B, ...]."""
         n = len(self.dim_hidden)
-        hidden = normalize(tf.matmul(inp, weights['w1']) + weights['b1'], self.config.norm, self._norm('0'))
+
+        def dense(x, i):
+            return tf.matmul(x, weights['w' + str(i)]) + weights['b' + str(i)][:, None, :]
+        hidden = normalize(dense(inp, 1), self.config.norm, self._norm('0'))
         for i in range(1, n):
-            hidden = normalize(tf.matmul(hidden, weights['w' + str(i + 1)]) + weights['b' + str(i + 1)],
-                               self.config.norm, self._norm(str(i + 1)))
-        return tf.matmul(hidden, weights['w' + str(n + 1)]) + weights['b' + str(n + 1)]
+            hidden = normalize(dense(hidden, i + 1), self.config.norm, self._norm(str(i + 1)))
+        return dense(hidden, n + 1)
 
     def forward_conv(self, inp, weights):
-        """Logits [rows, dim_output] of the 4-block conv net for flattened images [rows, dim_input]."""
-        hidden = tf.reshape(inp, [-1, self.img_size, self.img_size, self.channels])
+        """Logits [B, rows, dim_output] of the 4-block conv net for flattened images
+        [B, rows, dim_input] (row-major H, W, C) and per-task weights [B, ...]."""
+        b, rows = inp.shape[0], inp.shape[1]
+        hidden = tf.reshape(inp, [b, rows, self.img_size, self.img_size, self.channels])
         for i in range(4):
             hidden = conv_block(hidden, weights['conv' + str(i + 1)], weights['b' + str(i + 1)],
                                 self.config.norm, self._norm(str(i)), self.config.max_pool)
         if self.config.datasource == 'miniimagenet':
-            hidden = tf.reshape(hidden, [-1, int(np.prod(hidden.shape[1:]))])
+            hidden = tf.reshape(hidden, [b, rows, int(np.prod(hidden.shape[2:]))])
         else:
-            hidden = tf.reduce_mean(hidden, [1, 2])
-        return tf.matmul(hidden, weights['w5']) + weights['b5']
+            hidden = tf.reduce_mean(hidden, [2, 3])
+        return tf.matmul(hidden, weights['w5']) + weights['b5'][:, None, :]
 
     def loss_func(self, pred, label):
         """Per-task loss: scalar MSE (regression) or per-row cross-entropy / K (classification)."""
@@ -152,17 +165,19 @@ class MAML(tf.Module):
             tape.watch(list(fast_weights.values()))
             output = self.forward(inputa, fast_weights)
             loss = self.loss_func(output, labela)
-            total = tf.reduce_sum(loss)   # tf.gradients of the original's per-row vector = grad of its sum
+            # tf.gradients of the original's per-row vector = grad of its sum; summing over tasks
+            # too gives each task's own gradient, as each task has its own copy of the weights
+            total = tf.reduce_sum(loss)
         grads = tape.gradient(total, fast_weights)
         if self.config.stop_grad:
             grads = {k: tf.stop_gradient(g) for k, g in grads.items()}
         return {k: w - self.update_lr * grads[k] for k, w in fast_weights.items()}, output, loss
 
     def task_metalearn(self, inputa, inputb, labela, labelb, weights, num_updates):
-        """Adapts `weights` to one task with `num_updates` steps on (inputa, labela).
+        """Adapts per-task `weights` ([B, ...]) to B stacked tasks with `num_updates` steps on (inputa, labela).
 
-        Returns a TaskOutput: outputa/lossa/accuracya of the initial weights on a, and
-        outputbs/lossesb/accuraciesb (lists of length num_updates) on b after j+1 steps.
+        Returns a TaskOutput: outputa [B, rows, out] / lossa / accuracya [B] of the initial weights
+        on a, and outputbs / lossesb / accuraciesb (lists of length num_updates) on b after j+1 steps.
         """
         fast_weights, outputa, lossa = self._adapt(weights, inputa, labela)
         outputbs, lossesb = [], []
@@ -177,29 +192,42 @@ class MAML(tf.Module):
             accuraciesb = [accuracy(o, labelb) for o in outputbs]
         return TaskOutput(outputa, outputbs, lossa, lossesb, accuracya, accuraciesb)
 
+    def _task_weights(self, batch):
+        """The meta-parameters as `batch` per-task copies [batch, ...] (gradients sum back through)."""
+        return {k: tf.broadcast_to(v, [batch] + v.shape.as_list()) for k, v in self.weights.items()}
+
     def metalearn(self, inputa, labela, inputb, labelb, num_updates):
         """Runs `task_metalearn` on every task of the meta-batch ([B, rows, dim] inputs).
 
         Returns a MetaOutput whose totals are sums over tasks (and rows) divided by B, exactly
         the original's total_loss1 / total_losses2 / accuracies.
         """
-        weights = {k: tf.convert_to_tensor(v) for k, v in self.weights.items()}
-
-        def one_task(task):
-            out = self.task_metalearn(*task, weights=weights, num_updates=num_updates)
-            return out._replace(accuracya=out.accuracya if self.classification else tf.zeros([]),
-                                accuraciesb=out.accuraciesb if self.classification else [tf.zeros([])] * num_updates)
-
-        tasks = (inputa, inputb, labela, labelb)
-        out = tf.map_fn(one_task, tasks, fn_output_signature=_signature(self, tasks, num_updates),
-                        parallel_iterations=int(inputa.shape[0]))
-        batch = float(inputa.shape[0])
+        batch = int(inputa.shape[0])
+        if self.batched:
+            out = self.task_metalearn(inputa, inputb, labela, labelb, self._task_weights(batch), num_updates)
+        else:
+            out = self._map_tasks(inputa, inputb, labela, labelb, num_updates)
         lossesb = tf.stack(out.lossesb)
-        accs = (tf.reduce_sum(out.accuracya) / batch, tf.reduce_sum(tf.stack(out.accuraciesb), 1) / batch) \
-            if self.classification else (None, None)
+        total_acc1 = total_accs2 = None
+        if self.classification:
+            total_acc1 = tf.reduce_sum(out.accuracya) / batch
+            total_accs2 = tf.reduce_sum(tf.stack(out.accuraciesb), 1) / batch
         return MetaOutput(tf.reduce_sum(out.lossa) / batch,
                           tf.reduce_sum(tf.reshape(lossesb, [num_updates, -1]), 1) / batch,
-                          accs[0], accs[1], out.lossa, lossesb, out.outputa, tf.stack(out.outputbs))
+                          total_acc1, total_accs2, out.lossa, lossesb, out.outputa, tf.stack(out.outputbs))
+
+    def _map_tasks(self, inputa, inputb, labela, labelb, num_updates):
+        """The reference path: one task at a time under tf.map_fn, as the original; TaskOutput stacked over tasks."""
+        def one_task(task):
+            out = self.task_metalearn(*(t[None] for t in task), weights=self._task_weights(1),
+                                      num_updates=num_updates)
+            if not self.classification:
+                out = out._replace(accuracya=tf.zeros([1]), accuraciesb=[tf.zeros([1])] * num_updates)
+            return tf.nest.map_structure(lambda t: t[0], out)
+
+        tasks = (inputa, inputb, labela, labelb)
+        return tf.map_fn(one_task, tasks, fn_output_signature=_signature(self, tasks, num_updates),
+                         parallel_iterations=int(inputa.shape[0]))
 
     # ---------------------------------------------------------------- steps
     def meta_gradients(self, inputa, labela, inputb, labelb, num_updates=None):
@@ -221,9 +249,9 @@ class MAML(tf.Module):
 
     def _pretrain_step(self, inputa, labela, inputb, labelb):
         with tf.GradientTape() as tape:
-            losses = tf.map_fn(lambda t: self.loss_func(self.forward(t[0], self.weights), t[1]),
-                               (inputa, labela), fn_output_signature=self.dtype)
-            total_loss1 = tf.reduce_sum(losses) / float(inputa.shape[0])
+            batch = int(inputa.shape[0])
+            losses = self.loss_func(self.forward(inputa, self._task_weights(batch)), labela)
+            total_loss1 = tf.reduce_sum(losses) / batch
         grads = tape.gradient(total_loss1, self.meta_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         self.pretrain_optimizer.apply_gradients(grads)
         return total_loss1

@@ -1,8 +1,9 @@
 """Pure building blocks of the network and its losses, numerically as in the original TF1 code.
 
-Every function here is a pure function of tensors (no variables, no flags). Tensors may carry
-extra leading "task" axes: the batch axis that normalisation statistics run over is always the
-one right before the feature axes, so the same code serves one task or a stacked meta-batch.
+Every function here is a pure function of tensors (no variables, no flags). Activations carry a
+leading task axis, [tasks, rows, *features], and weights a matching [tasks, ...] axis, so the
+whole meta-batch runs as one batched computation while every statistic and loss stays per task,
+exactly as the original's per-task `map_fn` computed it.
 """
 import numpy as np
 import tensorflow as tf
@@ -61,27 +62,65 @@ def normalize(inp, norm, norm_weights=None, activation=tf.nn.relu, feature_rank=
     return activation(out) if activation is not None else out
 
 
+def _same_padding(size, stride, k=3):
+    """(output size, pad before, pad after) of TF's 'SAME' padding."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + k - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def conv2d_per_task(inp, kernel, stride):
+    """3x3 'SAME' convolution with one kernel per task: [B, n, H, W, C] x [B, 3, 3, C, F] -> [B, n, H', W', F].
+
+    Written as im2col (nine strided slices) and one batched matmul per layer: every op in it
+    is a plain slice or matmul, so XLA compiles it well and autodiff through it is exact to any
+    order, where grouped convolutions compile badly on CPU (see notes/cpu-speed-probe.md).
+    """
+    b, n, h, w, c = inp.shape
+    f = kernel.shape[-1]
+    oh, top, bottom = _same_padding(h, stride)
+    ow, left, right = _same_padding(w, stride)
+    padded = tf.pad(inp, [[0, 0], [0, 0], [top, bottom], [left, right], [0, 0]])
+    taps = [padded[:, :, dy:dy + (oh - 1) * stride + 1:stride, dx:dx + (ow - 1) * stride + 1:stride, :]
+            for dy in range(3) for dx in range(3)]
+    patches = tf.reshape(tf.stack(taps, axis=4), [b, n * oh * ow, 9 * c])   # (dy, dx, c) order = kernel's
+    out = tf.matmul(patches, tf.reshape(kernel, [b, 9 * c, f]))
+    return tf.reshape(out, [b, n, oh, ow, f])
+
+
+def max_pool_2x2(inp):
+    """2x2 / stride-2 'VALID' max-pool over axes (-3, -2), as tf.nn.max_pool2d but exact to second order under XLA.
+
+    Written as the maximum of four strided slices: its gradient goes to the first maximum in
+    row-major order on ties, like MaxPool's, and its second derivative is exact, whereas XLA's
+    MaxPoolGradGrad is not (it made the MiniImagenet meta-gradient miss the golden by 8e-2
+    instead of 2e-3).
+    """
+    h, w = inp.shape[-3] // 2 * 2, inp.shape[-2] // 2 * 2
+    x = inp[..., :h, :w, :]
+    return tf.maximum(tf.maximum(x[..., 0::2, 0::2, :], x[..., 0::2, 1::2, :]),
+                      tf.maximum(x[..., 1::2, 0::2, :], x[..., 1::2, 1::2, :]))
+
+
 def conv_block(inp, cweight, bweight, norm, norm_weights, max_pool):
     """One conv layer of the original: 3x3 'SAME' conv + bias -> norm -> ReLU [-> 2x2 max-pool].
 
-    `inp` is [n, H, W, C]; returns [n, H', W', F] with H' = ceil(H/2): stride 2 without
-    max-pool, stride 1 then a 2x2/2 'VALID' max-pool with it.
+    `inp` is [B, n, H, W, C], `cweight` [B, 3, 3, C, F], `bweight` [B, F]; returns
+    [B, n, H', W', F] with H' = ceil(H/2): stride 2 without max-pool, stride 1 then a 2x2/2
+    'VALID' max-pool with it. Normalisation statistics are per task.
     """
-    stride = 1 if max_pool else 2
-    conv_output = tf.nn.conv2d(inp, cweight, stride, 'SAME') + bweight
+    conv_output = conv2d_per_task(inp, cweight, 1 if max_pool else 2) + bweight[:, None, None, None, :]
     normed = normalize(conv_output, norm, norm_weights, tf.nn.relu, feature_rank=3)
-    if max_pool:
-        normed = tf.nn.max_pool2d(normed, 2, 2, 'VALID')
-    return normed
+    return max_pool_2x2(normed) if max_pool else normed
 
 
 def mse(pred, label):
-    """Mean squared error over all points of one task (a scalar), as the original `mse`."""
-    return tf.reduce_mean(tf.square(tf.reshape(pred, [-1]) - tf.reshape(label, [-1])))
+    """Mean squared error over all points of each task: [B, rows, 1] -> [B], as the original `mse`."""
+    return tf.reduce_mean(tf.square(pred - label), axis=[-2, -1])
 
 
 def xent(pred, label, update_batch_size):
-    """Per-row softmax cross-entropy divided by K (`update_batch_size`), a [rows] vector.
+    """Per-row softmax cross-entropy divided by K (`update_batch_size`): [B, rows, N] -> [B, rows].
 
     The original divides by FLAGS.update_batch_size and returns the vector; `tf.gradients` of
     a vector differentiates its sum, so the loss a task descends is sum_rows(CE) / K. Callers
@@ -91,7 +130,7 @@ def xent(pred, label, update_batch_size):
 
 
 def accuracy(logits, labels):
-    """Fraction of rows whose argmax(softmax(logits)) equals argmax(labels), as the original."""
+    """Per task, the fraction of rows whose argmax(softmax(logits)) equals argmax(labels): [B, rows, N] -> [B]."""
     pred = tf.argmax(tf.nn.softmax(logits), -1)
     return tf.reduce_mean(tf.cast(tf.equal(pred, tf.argmax(labels, -1)), tf.float32), -1)
 

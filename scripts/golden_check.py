@@ -23,7 +23,8 @@ from config import Config  # noqa: E402
 from maml import MAML  # noqa: E402
 
 # Share of `after` entries allowed to differ by more than 0.01*meta_lr (noise-level gradients
-# flip the sign of Adam's first step; the README measured up to 3.1% between float32 and float64).
+# flip the sign of Adam's first step; the README measured up to 3.1% between float32 and float64),
+# and always at least one entry (e.g. fc `b5`, whose pretrain gradient cancels to ~1e-7).
 AFTER_FLIP_FRACTION = 0.05
 
 
@@ -33,7 +34,7 @@ def load(path):
     return d, json.loads(str(d['config_json'])), json.loads(str(d['weights_map_json']))
 
 
-def build(cfg, xla=True, dtype=tf.float32):
+def build(cfg, xla=True, dtype=tf.float32, batched=True):
     """A MAML configured as the golden file's original graph was (test_num_updates = steps in graph)."""
     config = Config(datasource=cfg['datasource'], num_classes=cfg['num_classes'],
                     update_batch_size=cfg['update_batch_size'], num_updates=cfg['num_updates'],
@@ -41,7 +42,7 @@ def build(cfg, xla=True, dtype=tf.float32):
                     num_filters=cfg['num_filters'], max_pool=cfg['max_pool'], stop_grad=cfg['stop_grad'],
                     conv=cfg['conv'], meta_batch_size=cfg['meta_batch_size'], xla=xla, seed=0)
     return MAML(cfg['dim_input'], cfg['dim_output'], test_num_updates=cfg['n_inner_steps_in_graph'],
-                config=config, dtype=dtype)
+                config=config, dtype=dtype, batched=batched)
 
 
 def _names(model, wmap):
@@ -56,12 +57,12 @@ def _assign_initial(model, d, wmap):
         var.assign(tf.cast(d['var/' + name], var.dtype))
 
 
-def compute(path, xla=True, dtype=tf.float32):
+def compute(path, xla=True, dtype=tf.float32, batched=True):
     """Returns {golden key: the port's value} for every key the golden file holds (in `dtype`)."""
     d, cfg, wmap = load(path)
     batch = [tf.constant(d[k], dtype) for k in ('inputa', 'labela', 'inputb', 'labelb')]
     steps = cfg['n_inner_steps_in_graph']
-    model = build(cfg, xla, dtype)
+    model = build(cfg, xla, dtype, batched)
     _assign_initial(model, d, wmap)
     names = _names(model, wmap)
     out = model.evaluate(*batch, num_updates=steps)
@@ -90,18 +91,24 @@ def _rel(golden, ours):
 def tolerances(cfg, dtype=tf.float32):
     """Relative tolerances (to max|golden|) from the golden README's measured float32 noise.
 
+    'first': initial weights and inner step 1; 'later': steps >= 2; 'grad': meta-gradients.
     Long inner loops (>= 5 steps) carry a ReLU within rounding distance of 0 in the golden case:
-    any other float32 kernel may flip it, moving the meta-gradient by up to 4e-2 (README), so
-    float32 gets 5e-2 there while float64 must match to 1e-3.
+    another float32 kernel flips it from step 2 on, moving per-row values by ~2e-3 and the
+    meta-gradient by up to 4e-2 (README), so float32 gets 5e-3 / 5e-2 there while float64 must
+    match to 1e-4 / 1e-3. The fc classifier's logits are ~1e-4, so its outputs carry 3e-4 of
+    relative noise even in float64 (README): 1e-3.
     """
+    f32 = dtype != tf.float64
     long_inner = cfg['datasource'] != 'sinusoid' and cfg['n_inner_steps_in_graph'] >= 5
+    fc_classifier = cfg['datasource'] != 'sinusoid' and not cfg['conv']
+    later = 5e-3 if long_inner and f32 else 1e-3 if fc_classifier else 1e-4
     if cfg['datasource'] == 'miniimagenet':
         grad = 5e-2 if cfg['stop_grad'] else 1e-2
-    elif cfg['datasource'] != 'sinusoid' and not cfg['conv']:
+    elif fc_classifier:
         grad = 2e-3
     else:
-        grad = (1e-3 if dtype == tf.float64 else 5e-2) if long_inner else 1e-4
-    return {'first': 1e-5, 'later': 1e-3 if long_inner else 1e-4, 'grad': grad}
+        grad = (5e-2 if f32 else 1e-3) if long_inner else 1e-4
+    return {'first': 1e-5, 'later': later, 'grad': grad}
 
 
 def compare(path, ours, dtype=tf.float32):
@@ -136,9 +143,10 @@ def compare(path, ours, dtype=tf.float32):
             else:
                 diff = np.abs(o - g)
                 err = float(np.max(diff)) / meta_lr
-                flipped = float(np.mean(diff > 0.01 * meta_lr))
-                rows.append((key + f' (max|diff|/meta_lr; {flipped:.2%} > 0.01 meta_lr)', err, 2.001,
-                             err <= 2.001 and flipped <= AFTER_FLIP_FRACTION))
+                flipped = int(np.sum(diff > 0.01 * meta_lr))
+                allowed = max(1, int(AFTER_FLIP_FRACTION * diff.size))
+                rows.append((key + f' (max|diff|/meta_lr; {flipped}/{diff.size} > 0.01 meta_lr)', err, 2.001,
+                             err <= 2.001 and flipped <= allowed))
         elif key in ('total_accuracy1', 'total_accuracies2'):
             err = float(np.max(np.abs(g - o)))
             rows.append((key, err, 1e-6, err <= 1e-6))
@@ -160,12 +168,14 @@ def main(argv=None):
     parser.add_argument('--no-xla', action='store_true', help='run the steps without XLA')
     parser.add_argument('--float64', action='store_true',
                         help='compute in float64 (separates float32 kernel noise from real differences)')
+    parser.add_argument('--reference', action='store_true',
+                        help='use the per-task tf.map_fn reference path instead of the batched one')
     args = parser.parse_args(argv)
     if not os.path.isfile(args.golden):
         print(f'golden_check: no such file {args.golden}', file=sys.stderr)
         return 2
     dtype = tf.float64 if args.float64 else tf.float32
-    ours = compute(args.golden, xla=not args.no_xla, dtype=dtype)
+    ours = compute(args.golden, xla=not args.no_xla, dtype=dtype, batched=not args.reference)
     ours = {k: v.astype(np.float32) for k, v in ours.items()}
     if args.out:
         tmp = args.out + '.tmp.npz'
