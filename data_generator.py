@@ -743,6 +743,7 @@ class DataGenerator:
         train=False: the 600 fixed evaluation tasks (val classes, or test classes with
         config.test_set), B per element, repeating endlessly like the original's queue: element j
         holds tasks j*B .. j*B+B-1 (mod 600); take ceil(600/B) elements for one pass.
+        Call it eagerly (not inside a tf.function): the training stream creates two tf.Variables.
         """
         import tensorflow as tf
         if self.datasource == 'sinusoid':
