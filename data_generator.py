@@ -20,7 +20,6 @@ Public interface (others code against these names):
 import csv
 import hashlib
 import io
-import itertools
 import json
 import logging
 import os
