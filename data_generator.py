@@ -206,13 +206,26 @@ def _read_cache(dirs, fname):
     return None
 
 
+def _writable(d):
+    """Whether files may be added to folder d: os.access, and (for root, whom access never stops)
+    the folder's own write bits, so a read-only reference folder stays untouched."""
+    try:
+        mode = os.stat(d).st_mode
+    except OSError:
+        return False
+    if not os.access(d, os.W_OK):
+        return False
+    return not (hasattr(os, 'geteuid') and os.geteuid() == 0 and not mode & 0o222)
+
+
 def _write_cache(dirs, fname, data):
     """Writes the cache atomically into the first writable folder; returns its path or None."""
     for d in dirs:
         tmp = None
         try:
-            os.makedirs(d, exist_ok=True)
-            if not os.access(d, os.W_OK):
+            if not os.path.isdir(d):
+                os.makedirs(d, exist_ok=True)
+            if not _writable(d):
                 continue
             fd, tmp = tempfile.mkstemp(prefix='.' + fname, suffix='.tmp', dir=d)
             with os.fdopen(fd, 'wb') as f:

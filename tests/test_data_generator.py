@@ -326,12 +326,23 @@ def test_zip_extracted_and_resized_layouts_agree(small_official, monkeypatch):
                    '--num_train_classes', '12 characters')
 
 
-def test_small1_alone_needs_split_flags(omniglot_dir, tmp_path):
-    os.symlink(os.path.join(omniglot_dir, 'images_background_small1.zip'), tmp_path / 'images_background_small1.zip')
-    one_line_error(lambda: DataGenerator(2, 4, omni_config(data_dir=str(tmp_path))),
+def test_small1_alone_needs_split_flags(omniglot_dir, tmp_path, monkeypatch):
+    data = tmp_path / 'data'
+    data.mkdir()
+    os.symlink(os.path.join(omniglot_dir, 'images_background_small1.zip'), data / 'images_background_small1.zip')
+    one_line_error(lambda: DataGenerator(2, 4, omni_config(data_dir=str(data))),
                    '--num_train_classes', 'images_evaluation')
-    dg = DataGenerator(2, 4, omni_config(data_dir=str(tmp_path), num_train_classes=80, num_val_classes=20,
-                                         test_set=True))
+    # a read-only data folder is never written to (even by root): the cache goes to ~/.cache
+    monkeypatch.delenv(data_generator.CACHE_ENV)
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'home_cache'))
+    os.chmod(data, 0o555)
+    try:
+        dg = DataGenerator(2, 4, omni_config(data_dir=str(data), num_train_classes=80, num_val_classes=20,
+                                             test_set=True))
+    finally:
+        os.chmod(data, 0o755)
+    assert os.listdir(data) == ['images_background_small1.zip']
+    assert len(os.listdir(tmp_path / 'home_cache' / 'maml-tf2')) == 1
     n = len(dg.data.names)
     assert (len(dg.metatrain_character_folders), len(dg.metaval_character_folders)) == (80, n - 100)
     images, labels = first(dg.make_data_tensor())[0]
