@@ -175,8 +175,9 @@ def test_determinism_across_constructions(omniglot_dir, full):
     a, b = first(full.make_data_tensor())[0], first(again.make_data_tensor())[0]
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
-    other = first(DataGenerator(2, 4, cfg.replace(seed=1)).make_data_tensor())[0]
-    assert not np.array_equal(other[0], a[0])
+    key = full.get_state()['train_key']
+    assert key == again.get_state()['train_key'] == DataGenerator(2, 4, cfg.replace(datasource='sinusoid'))._ensure_train_key()
+    assert not np.array_equal(full.train_task_indices(0, key=key + 1)[0], full.train_task_indices(0)[0])
 
 
 # ---- tasks -------------------------------------------------------------------------------------
