@@ -328,10 +328,9 @@ def prepare(config):
     rc = run_config(config)
     exp_dir = os.path.join(config.logdir, config_lib.exp_string(config))
     import data_generator as data_lib
-    if rc.datasource == 'sinusoid':
-        data_generator = data_lib.DataGenerator(rc.update_batch_size * 2, rc.meta_batch_size, rc)
-    else:
-        data_generator = data_lib.DataGenerator(data_lib.num_samples_per_class(rc), rc.meta_batch_size, rc)
+    # examples per class (per task for sinusoid) as the original chose them: 2K, or K + 15 when
+    # training on MiniImagenet; K + --num_query if given
+    data_generator = data_lib.DataGenerator(data_lib.num_samples_per_class(rc), rc.meta_batch_size, rc)
 
     model_file = None
     if rc.resume or not rc.train:
