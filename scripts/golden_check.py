@@ -65,12 +65,12 @@ def compute(path, xla=True, dtype=tf.float32, batched=True):
     model = build(cfg, xla, dtype, batched)
     _assign_initial(model, d, wmap)
     names = _names(model, wmap)
-    out = model.evaluate(*batch, num_updates=steps)
+    # one compiled function for all T inner steps and the meta-gradient (of step num_updates)
+    out, grads = tf.function(lambda *b: model.meta_gradients(*b, num_updates=steps), jit_compile=xla)(*batch)
     res = {'total_loss1': out.total_loss1, 'total_losses2': out.total_losses2,
            'lossesa': out.lossesa, 'lossesb': out.lossesb, 'outputas': out.outputas, 'outputbs': out.outputbs}
     if model.classification:
         res.update(total_accuracy1=out.total_accuracy1, total_accuracies2=out.total_accuracies2)
-    _, grads = tf.function(model.meta_gradients, jit_compile=xla)(*batch)
     by_var = {id(v): k for k, v in model.meta_variables.items()}
     for name, var in names.items():
         res['grad/' + name] = grads[by_var[id(var)]]
