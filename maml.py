@@ -112,8 +112,9 @@ class MAML(tf.Module):
         """{key: TF1 variable name} for `meta_variables`, as the original graph named them
         (`model/conv1`, `model/Variable_3`, `model/0/beta`, ...): for TF1 checkpoints and goldens."""
         names, unnamed = {}, 0
+        conv_net = self.classification and self.config.conv
         for key in self.weights:
-            if key.startswith('conv') or key in ('w5', 'b5') and self.config.conv and self.classification:
+            if conv_net and (key.startswith('conv') or key in ('w5', 'b5')):   # created with a name
                 names[key] = 'model/' + key
             else:   # an unnamed tf.Variable: TF1 numbered them in creation order
                 names[key] = 'model/Variable' + ('_' + str(unnamed) if unnamed else '')
