@@ -1,0 +1,568 @@
+#!/usr/bin/env python3
+"""Speed of one meta-train step (meta-gradient + TF1 Adam update) against the original TF1 code.
+
+    python scripts/benchmark.py [SETTING ...] [--modes eager function xla reference]
+        [--repeats 20] [--warmup 3] [--device cpu|gpu] [--json FILE] [--markdown FILE]
+
+SETTING is any of `a a_fo b c c_fo d` (default: all), the settings of issue 5 whose TF1 times on
+this machine are in ../shared/golden/tf1/timings.json (`tiny` is a small conv net for smoke tests).
+Modes: `eager` (`metalearn` / `meta_gradients` and the optimizer outside tf.function), `function`
+(tf.function without XLA), `xla` (tf.function with jit_compile: `config.xla`, the default path),
+`reference` / `reference_xla` (the per-task tf.map_fn path, `batched=False`).
+
+For every setting and mode: the first call (trace + compile + one step), then `--warmup` untimed
+steps and `--repeats` timed ones (each `--iters` steps, result fetched to the host): the median
+s/iteration with its quartiles and min/max, the peak resident memory of the process (or the GPU's
+peak allocation), the TF1 figure, the ratio TF1 / ours and whether the issue's goal (3x; 5x for d)
+is met. FLOPs of one meta-iteration are counted once per setting from the optimized XLA HLO of the
+batched step (every `dot` / `convolution`: 2 x multiply-adds) and divided by the time, as % of the
+CPU's fp32 FMA peak (cores x FMA units x SIMD lanes x 2 x clock; see `cpu_peak`).
+
+Inputs are random, of the right shapes (labels one-hot in blocks of N rows, as the original's
+batches); no dataset is read. By default each (setting, mode) runs in its own subprocess
+(`--no-isolate` to run in-process), so memory high-water marks and thread pools do not leak.
+`--code DIR` imports maml.py / utils.py from DIR first (to time a scratch variant).
+`--json -` / `--markdown -` write to stdout.
+"""
+import argparse
+import collections
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# name -> (label, Config fields, dim_input, dim_output, rows of a, rows of b per task, TF1 s/iter, goal factor)
+Setting = collections.namedtuple('Setting', 'label flags dim_input dim_output rows_a rows_b tf1_s goal')
+_OMNI = dict(datasource='omniglot', update_batch_size=1, norm='batch_norm', num_filters=64, max_pool=False)
+_MINI = dict(datasource='miniimagenet', num_classes=5, update_batch_size=1, meta_batch_size=4, num_updates=5,
+             update_lr=0.01, norm='batch_norm', num_filters=32, max_pool=True)
+# TF1 medians (s/iteration) from ../shared/golden/tf1/timings.json, graph 'main' (as main.py trains).
+SETTINGS = collections.OrderedDict([
+    ('a', Setting('(a) Omniglot 5-way 1-shot, B=32, 1 step, lr 0.4, 64 filters, BN',
+                  dict(_OMNI, num_classes=5, meta_batch_size=32, num_updates=1, update_lr=0.4),
+                  784, 5, 5, 5, 0.309, 3)),
+    ('a_fo', Setting("(a') as (a), stop_grad (first order)",
+                     dict(_OMNI, num_classes=5, meta_batch_size=32, num_updates=1, update_lr=0.4, stop_grad=True),
+                     784, 5, 5, 5, 0.132, 3)),
+    ('b', Setting('(b) Omniglot 20-way 1-shot, B=16, 5 steps, lr 0.1',
+                  dict(_OMNI, num_classes=20, meta_batch_size=16, num_updates=5, update_lr=0.1),
+                  784, 20, 20, 20, 1.22, 3)),
+    ('c', Setting('(c) MiniImagenet 5-way 1-shot, B=4, 5 steps, 32 filters, max-pool, 15 query/class',
+                  dict(_MINI), 21168, 5, 5, 75, 2.03, 3)),
+    ('c_fo', Setting("(c') as (c), stop_grad (first order)", dict(_MINI, stop_grad=True),
+                     21168, 5, 5, 75, 1.38, 3)),
+    ('d', Setting('(d) sinusoid K=10, B=25, 1 step, norm None',
+                  dict(datasource='sinusoid', update_batch_size=10, meta_batch_size=25, num_updates=1,
+                       update_lr=0.01, norm='None'), 1, 1, 10, 10, 0.0167, 5)),
+    ('tiny', Setting('tiny: Omniglot 5-way 1-shot, B=2, 1 step, 8 filters (smoke test; no TF1 figure)',
+                     dict(_OMNI, num_classes=5, meta_batch_size=2, num_updates=1, update_lr=0.4, num_filters=8),
+                     784, 5, 5, 5, None, 3)),
+])
+DEFAULT_SETTINGS = ('a', 'a_fo', 'b', 'c', 'c_fo', 'd')
+MODES = ('eager', 'function', 'xla', 'reference', 'reference_xla', 'tf1')
+DEFAULT_MODES = ('eager', 'function', 'xla')
+
+
+# ------------------------------------------------------------------------------------ machine
+def cpu_info():
+    """{'model', 'cores', 'mhz', 'flags'} from /proc/cpuinfo (what the VM reports)."""
+    info = {'model': platform.processor() or 'unknown', 'mhz': None, 'flags': set()}
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                key, value = key.strip(), value.strip()
+                if key == 'model name':
+                    info['model'] = value
+                elif key == 'cpu MHz' and info['mhz'] is None:
+                    info['mhz'] = float(value)
+                elif key == 'flags' and not info['flags']:
+                    info['flags'] = set(value.split())
+    except OSError:
+        pass
+    info['cores'] = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    return info
+
+
+def cpu_peak(info, ghz=None, fma_units=2):
+    """(peak fp32 GFLOP/s, assumption text): cores x FMA units x fp32 lanes x 2 flops (multiply + add) x GHz.
+
+    Lanes: 16 with AVX-512, 8 with AVX2/FMA, else 4. Two FMA units per core (Xeon Scalable with
+    AVX-512 ports 0+5); the clock is the reported `cpu MHz` (nominal; a VM hides turbo). AMX
+    (bf16/int8) is not counted: the step runs in float32.
+    """
+    lanes = 16 if 'avx512f' in info['flags'] else 8 if 'fma' in info['flags'] else 4
+    ghz = ghz or (info['mhz'] or 2000.0) / 1000.0
+    peak = info['cores'] * fma_units * lanes * 2 * ghz
+    return peak, (f"{info['cores']} cores x {fma_units} FMA units x {lanes} fp32 lanes x 2 flops x "
+                  f"{ghz:.2f} GHz = {peak:.0f} GFLOP/s")
+
+
+def machine_info():
+    info = cpu_info()
+    return {'cpu_model': info['model'], 'cores': info['cores'], 'cpu_mhz': info['mhz'],
+            'avx512': 'avx512f' in info['flags'], 'amx': 'amx_tile' in info['flags'],
+            'python': platform.python_version(), 'platform': platform.platform()}
+
+
+def loadavg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# ------------------------------------------------------------------------------------ FLOPs
+_INSTR = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*[a-z]\w*\[([\d,]*)\]\S*\s+([\w\-]+)\((.*)$')
+
+
+def _prod(dims):
+    n = 1
+    for d in dims:
+        n *= d
+    return n
+
+
+def _dims(text):
+    return [int(x) for x in text.split(',') if x]
+
+
+def hlo_flops(hlo_text):
+    """(flops, {op kind: flops}) of the `dot` and `convolution` instructions of an HLO module's text.
+
+    A dot counts 2 x prod(output) x prod(contracted lhs dims); a convolution 2 x prod(output) x
+    prod(kernel) / kernel output features (kernel input features are per group already). Operand
+    shapes come from their defining instructions (names are unique in a module). Elementwise work
+    is not counted (it runs at memory speed, not FMA speed). Instructions inside fused computations
+    are counted once each, which is right without while loops (the batched step).
+    """
+    shapes, ops = {}, []
+    for line in hlo_text.splitlines():
+        m = _INSTR.match(line)
+        if m:
+            name, dims, op, rest = m.group(1), _dims(m.group(2)), m.group(3), m.group(4)
+            shapes[name] = dims
+            if op in ('dot', 'convolution'):
+                ops.append((op, dims, rest))
+    total = collections.Counter()
+    for op, out, rest in ops:
+        operands = re.findall(r'%([\w.\-]+)', rest.split(')', 1)[0])
+        if op == 'dot':
+            lhs = shapes.get(operands[0])
+            c = re.search(r'lhs_contracting_dims=\{([\d,]*)\}', rest)
+            if lhs is None or c is None:
+                continue
+            total['dot'] += 2 * _prod(out) * _prod(lhs[i] for i in _dims(c.group(1)))
+        else:
+            rhs = shapes.get(operands[1]) if len(operands) > 1 else None
+            labels = re.search(r'dim_labels=\w+_(\w+)->', rest)
+            if rhs is None:
+                continue
+            o = labels.group(1).index('o') if labels else len(rhs) - 1
+            total['convolution'] += 2 * _prod(out) * _prod(rhs) // max(rhs[o], 1)
+    return sum(total.values()), dict(total)
+
+
+# ------------------------------------------------------------------------------------ one run
+def make_batch(setting, seed=0):
+    """Random (inputa, labela, inputb, labelb) float32 arrays of the setting's shapes."""
+    import numpy as np
+    rng = np.random.RandomState(seed)
+    f = setting.flags
+    b = f['meta_batch_size']
+    if f['datasource'] == 'sinusoid':
+        amp, phase = rng.uniform(0.1, 5.0, [b, 1, 1]), rng.uniform(0, np.pi, [b, 1, 1])
+        xa = rng.uniform(-5, 5, [b, setting.rows_a, 1])
+        xb = rng.uniform(-5, 5, [b, setting.rows_b, 1])
+        arrays = (xa, amp * np.sin(xa - phase), xb, amp * np.sin(xb - phase))
+    else:
+        n = setting.dim_output
+        def labels(rows):   # rows = N * k: class i % N, as the original's batches
+            return np.tile(np.eye(n), (b, rows // n, 1))
+        arrays = (rng.uniform(0, 1, [b, setting.rows_a, setting.dim_input]), labels(setting.rows_a),
+                  rng.uniform(0, 1, [b, setting.rows_b, setting.dim_input]), labels(setting.rows_b))
+    return [a.astype(np.float32) for a in arrays]
+
+
+def build_model(setting, mode):
+    from config import Config, test_num_updates
+    from maml import MAML
+    config = Config(**setting.flags, seed=0, xla=mode in ('xla', 'reference_xla'))
+    return MAML(setting.dim_input, setting.dim_output, test_num_updates(config), config,
+                batched=not mode.startswith('reference'))
+
+
+def step_function(model, mode):
+    """The callable timed: one meta-train step returning its MetaOutput."""
+    if mode == 'eager':
+        return model._metatrain_step    # meta_gradients + clip + Adam, op by op
+    return model.metatrain_step         # tf.function, jit_compile=config.xla
+
+
+def tf1_style_step(setting, seed=0):
+    """A callable running one meta-train step of the original's graph, rebuilt here in tf.compat.v1.
+
+    Mirrors cbfinn/maml `construct_model` as the golden timings ran it (graph mode, control flow v1,
+    placeholders fed with fixed arrays): `tf.map_fn` over tasks (parallel_iterations = meta-batch),
+    `tf.gradients` per task, `tf.nn.conv2d` / `max_pool`, batch norm with TF 1.0 moments and no
+    scale, per-row cross-entropy / K, `AdamOptimizer(meta_lr)` on total_losses2[num_updates - 1],
+    the MiniImagenet clip. Graph with `num_updates` inner steps (TF1 runs the same time with
+    main.py's extra test steps, README). Not the original file itself: a same-load reference for
+    the ratio, beside the golden figure. Must run in its own process (it disables v2 behaviour).
+    """
+    import numpy as np
+    import tensorflow.compat.v1 as tf
+    tf.disable_v2_behavior()
+    f = setting.flags
+    batch_size, steps, lr = f['meta_batch_size'], f['num_updates'], f['update_lr']
+    norm, conv = f['norm'], f['datasource'] != 'sinusoid'
+    tf.set_random_seed(seed)
+    arrays = make_batch(setting, seed)
+    ph = [tf.placeholder(tf.float32, a.shape) for a in arrays]
+
+    def normalize(x, scope):
+        if norm != 'batch_norm':
+            return tf.nn.relu(x)
+        axes = list(range(len(x.shape) - 1))
+        with tf.variable_scope(scope, reuse=tf.AUTO_REUSE):
+            beta = tf.get_variable('beta', [x.shape[-1]], initializer=tf.zeros_initializer())
+        shift = tf.stop_gradient(tf.reduce_mean(x, axes, keepdims=True))   # TF 1.0 nn.moments
+        shifted = x - shift
+        count = float(np.prod([int(x.shape[a]) for a in axes]))
+        mean_s = tf.reduce_sum(shifted, axes, keepdims=True) / count
+        var = tf.reduce_sum(tf.square(shifted), axes, keepdims=True) / count - tf.square(mean_s)
+        return tf.nn.relu(tf.nn.batch_normalization(x, mean_s + shift, var, beta, None, 1e-3))
+
+    with tf.variable_scope('model'):
+        if conv:
+            c_in = 3 if f['datasource'] == 'miniimagenet' else 1
+            nf, img = f['num_filters'], int(np.sqrt(setting.dim_input / c_in))
+            init = tf.glorot_uniform_initializer()
+            weights = {}
+            for i, c in enumerate([c_in, nf, nf, nf]):
+                weights[f'conv{i + 1}'] = tf.get_variable(f'conv{i + 1}', [3, 3, c, nf], initializer=init)
+                weights[f'b{i + 1}'] = tf.Variable(tf.zeros([nf]))
+            flat = nf * 25 if f['datasource'] == 'miniimagenet' else nf
+            weights['w5'] = tf.get_variable('w5', [flat, setting.dim_output], initializer=init) \
+                if f['datasource'] == 'miniimagenet' else tf.Variable(tf.random_normal([flat, setting.dim_output]))
+            weights['b5'] = tf.Variable(tf.zeros([setting.dim_output]), name='b5')
+        else:
+            dims = [setting.dim_input, 40, 40, setting.dim_output]
+            weights = {}
+            for i in range(3):
+                weights[f'w{i + 1}'] = tf.Variable(tf.truncated_normal(dims[i:i + 2], stddev=0.01))
+                weights[f'b{i + 1}'] = tf.Variable(tf.zeros([dims[i + 1]]))
+
+    def forward(x, w):
+        if not conv:
+            h = tf.nn.relu(tf.matmul(x, w['w1']) + w['b1'])
+            h = tf.nn.relu(tf.matmul(h, w['w2']) + w['b2'])
+            return tf.matmul(h, w['w3']) + w['b3']
+        h = tf.reshape(x, [-1, img, img, c_in])
+        for i in range(4):
+            stride = [1, 1, 1, 1] if f['max_pool'] else [1, 2, 2, 1]
+            h = normalize(tf.nn.conv2d(h, w[f'conv{i + 1}'], stride, 'SAME') + w[f'b{i + 1}'], f'model/{i}')
+            if f['max_pool']:
+                h = tf.nn.max_pool(h, [1, 2, 2, 1], [1, 2, 2, 1], 'VALID')
+        h = tf.reshape(h, [-1, flat]) if f['datasource'] == 'miniimagenet' else tf.reduce_mean(h, [1, 2])
+        return tf.matmul(h, w['w5']) + w['b5']
+
+    def loss(out, label):
+        if conv:
+            return tf.nn.softmax_cross_entropy_with_logits_v2(labels=label, logits=out) / f['update_batch_size']
+        return tf.reduce_mean(tf.square(tf.reshape(out, [-1]) - tf.reshape(label, [-1])))
+
+    def task_metalearn(inp):
+        inputa, inputb, labela, labelb = inp
+        keys = list(weights)
+        fast, lossesb = dict(weights), []
+        for _ in range(steps):
+            grads = tf.gradients(loss(forward(inputa, fast), labela), [fast[k] for k in keys])
+            if f.get('stop_grad'):
+                grads = [tf.stop_gradient(g) for g in grads]
+            fast = {k: fast[k] - lr * g for k, g in zip(keys, grads)}
+            lossesb.append(loss(forward(inputb, fast), labelb))
+        return lossesb
+
+    if norm == 'batch_norm':   # creates the beta variables outside the loop, as the original's `unused` call
+        task_metalearn((ph[0][0], ph[2][0], ph[1][0], ph[3][0]))
+    lossesb = tf.map_fn(task_metalearn, elems=(ph[0], ph[2], ph[1], ph[3]), dtype=[tf.float32] * steps,
+                        parallel_iterations=batch_size)
+    meta_loss = tf.reduce_sum(lossesb[steps - 1]) / float(batch_size)
+    optimizer = tf.train.AdamOptimizer(f.get('meta_lr', 0.001))
+    gvs = optimizer.compute_gradients(meta_loss)
+    if f['datasource'] == 'miniimagenet':
+        gvs = [(tf.clip_by_value(g, -10, 10), v) for g, v in gvs]
+    train_op = optimizer.apply_gradients(gvs)
+    sess = tf.InteractiveSession()
+    sess.run(tf.global_variables_initializer())
+    feed = dict(zip(ph, arrays))
+
+    class _Out:   # the timing loop reads `total_losses2[-1]` / `total_loss1` like a MetaOutput
+        def __init__(self, value):
+            self.total_losses2 = [_Value(value)]
+            self.total_loss1 = _Value(value)
+
+    class _Value:
+        def __init__(self, value):
+            self.value = value
+
+        def numpy(self):
+            return self.value
+
+    def step(*_):
+        return _Out(sess.run([train_op, meta_loss], feed)[1])
+    return step
+
+
+def count_flops(setting, device):
+    """{'flops', 'by_op', 'method'} of one meta-iteration from the optimized HLO of the batched XLA step."""
+    import tensorflow as tf
+    with tf.device(device):
+        model = build_model(setting, 'xla')
+        batch = [tf.constant(a) for a in make_batch(setting)]
+        fn = tf.function(model._metatrain_step, jit_compile=True)
+        hlo = fn.experimental_get_compiler_ir(*batch)(stage='optimized_hlo')
+    flops, by_op = hlo_flops(hlo)
+    return {'flops': flops, 'by_op': by_op,
+            'method': 'optimized XLA HLO of the batched step: 2 x multiply-adds of every dot / convolution'}
+
+
+def memory_peak_mb(device):
+    """Peak memory in MB: the GPU allocator's peak on GPU, else the process's RSS high-water mark."""
+    if device.upper().startswith('/GPU'):
+        import tensorflow as tf
+        return tf.config.experimental.get_memory_info(device.strip('/').upper().replace('DEVICE:', ''))['peak'] / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_one(name, mode, args):
+    """Times `mode` of setting `name` in this process; returns its result dict."""
+    import numpy as np
+    import tensorflow as tf
+    if args.intra_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_threads)
+    if args.inter_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads)
+    setting = SETTINGS[name]
+    device = '/GPU:0' if args.device == 'gpu' else '/CPU:0'
+    rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    load_start = loadavg()
+    t0 = time.perf_counter()
+    if mode == 'tf1':   # graph mode: placement by TF's defaults
+        step, batch = tf1_style_step(setting), []
+    else:
+        with tf.device(device):
+            model = build_model(setting, mode)
+            batch = [tf.constant(a) for a in make_batch(setting)]
+            step = step_function(model, mode)
+    build_s = time.perf_counter() - t0
+    with tf.device(device):
+        t0 = time.perf_counter()
+        out = step(*batch)
+        first_loss = float(out.total_losses2[-1].numpy())
+        first_call_s = time.perf_counter() - t0
+        for _ in range(args.warmup):
+            step(*batch).total_loss1.numpy()
+        times, cpu_times = [], []
+        for _ in range(args.repeats):
+            c0, t0 = time.process_time(), time.perf_counter()
+            for _ in range(args.iters):
+                out = step(*batch)
+            out.total_loss1.numpy()
+            times.append((time.perf_counter() - t0) / args.iters)
+            cpu_times.append((time.process_time() - c0) / args.iters)
+    q1, median, q3 = (float(x) for x in np.percentile(times, [25, 50, 75]))
+    tf1 = setting.tf1_s
+    return {
+        'setting': name, 'label': setting.label, 'mode': mode, 'device': args.device,
+        'flags': setting.flags,
+        'shapes': {'inputa': [setting.flags['meta_batch_size'], setting.rows_a, setting.dim_input],
+                   'inputb': [setting.flags['meta_batch_size'], setting.rows_b, setting.dim_input]},
+        'build_s': build_s, 'first_call_s': first_call_s, 'warmup': args.warmup, 'repeats': args.repeats,
+        'iters_per_repeat': args.iters, 'times_s': times,
+        'median_s': median, 'q1_s': q1, 'q3_s': q3, 'iqr_s': q3 - q1, 'min_s': min(times), 'max_s': max(times),
+        'mean_s': statistics.fmean(times), 'cpu_s': float(np.median(cpu_times)), 'cpu_times_s': cpu_times,
+        'peak_memory_mb': memory_peak_mb(device), 'rss_at_start_mb': rss_start,
+        'memory_kind': 'GPU allocator peak' if args.device == 'gpu' else 'process RSS high-water (ru_maxrss)',
+        'tf1_s': tf1, 'goal_factor': setting.goal, 'goal_s': tf1 / setting.goal if tf1 else None,
+        'ratio_tf1_over_ours': tf1 / median if tf1 else None,
+        'goal_met': (median <= tf1 / setting.goal) if tf1 else None,
+        'post_update_loss_first_call': first_loss, 'finite': bool(np.isfinite(first_loss)),
+        'loadavg_start': load_start, 'loadavg_end': loadavg(),
+        'xla_flags': os.environ.get('XLA_FLAGS', ''), 'code': args.code or REPO,
+    }
+
+
+# ------------------------------------------------------------------------------------ driver
+def _child_argv(args, name, mode, what):
+    argv = [sys.executable, os.path.abspath(__file__), name, '--modes', mode, '--_child', what,
+            '--repeats', str(args.repeats), '--warmup', str(args.warmup), '--iters', str(args.iters),
+            '--device', args.device, '--intra-threads', str(args.intra_threads),
+            '--inter-threads', str(args.inter_threads)]
+    if args.code:
+        argv += ['--code', args.code]
+    return argv
+
+
+def _in_child(args, name, mode, what):
+    """Runs one measurement in a fresh interpreter and returns its JSON result (or an error dict)."""
+    proc = subprocess.run(_child_argv(args, name, mode, what), capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get('TF_CPP_MIN_LOG_LEVEL', '3')))
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith('BENCHMARK_RESULT '):
+            return json.loads(line[len('BENCHMARK_RESULT '):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+    return {'setting': name, 'mode': mode, 'error': f'exit {proc.returncode}: ' + ' | '.join(tail)}
+
+
+def _measure(args, name, mode, what):
+    if args.isolate or (mode == 'tf1' and not args._child):   # tf1 turns v2 behaviour off: own process
+        return _in_child(args, name, mode, what)
+    try:
+        if what == 'flops':
+            return count_flops(SETTINGS[name], '/GPU:0' if args.device == 'gpu' else '/CPU:0')
+        return run_one(name, mode, args)
+    except Exception as e:   # one failing mode should not lose the others' numbers
+        return {'setting': name, 'mode': mode, 'error': f'{type(e).__name__}: {e}'}
+
+
+def _fmt(x, digits=3):
+    if x is None:
+        return '-'
+    if isinstance(x, float):
+        return f'{x:.{digits}g}' if abs(x) < 1000 else f'{x:.0f}'
+    return str(x)
+
+
+def markdown(report):
+    lines = [f"# Meta-train step benchmark ({report['date']})", '',
+             f"Command: `{report['command']}`", '',
+             f"Machine: {report['machine']['cpu_model']}, {report['machine']['cores']} cores, "
+             f"{report['machine']['cpu_mhz']} MHz reported; TensorFlow {report['tensorflow']}; device {report['device']}.",
+             f"Load average (1/5/15 min) at start {report['loadavg_start']}, at end {report['loadavg_end']}.",
+             f"Peak: {report['peak_assumption']}.", '',
+             '| setting | mode | first call s | median s/iter | IQR s | min-max s | peak mem MB | TF1 s/iter '
+             '| TF1/ours | goal | GFLOP/iter | GFLOP/s | % of peak |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    for r in report['results']:
+        if 'error' in r:
+            lines.append(f"| {r['setting']} | {r['mode']} | error: {r['error'][:120]} |" + ' |' * 10)
+            continue
+        goal = '-' if r['goal_met'] is None else \
+            f"{'met' if r['goal_met'] else 'not met'} (<= {r['goal_s']:.3g})"
+        lines.append(
+            f"| {r['setting']} | {r['mode']} | {_fmt(r['first_call_s'])} | {_fmt(r['median_s'])} "
+            f"| {_fmt(r['iqr_s'], 2)} | {_fmt(r['min_s'])}-{_fmt(r['max_s'])} | {r['peak_memory_mb']:.0f} "
+            f"| {_fmt(r['tf1_s'])} | {_fmt(r['ratio_tf1_over_ours'])} | {goal} "
+            f"| {_fmt(r.get('gflop_per_iter'))} | {_fmt(r.get('gflops'))} | {_fmt(r.get('pct_of_peak'), 2)} |")
+    lines += ['', f"FLOPs: {report['flops_method']}.", '']
+    return '\n'.join(lines)
+
+
+def _write(path, text):
+    if path == '-':
+        sys.stdout.write(text + '\n')
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text + '\n')
+    os.replace(tmp, path)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('settings', nargs='*', metavar='SETTING',
+                   help=f"any of {' '.join(SETTINGS)} (default: {' '.join(DEFAULT_SETTINGS)})")
+    p.add_argument('--modes', nargs='+', default=list(DEFAULT_MODES), choices=MODES)
+    p.add_argument('--repeats', type=int, default=20, help='timed repeats after warm-up')
+    p.add_argument('--warmup', type=int, default=3, help='untimed steps after the first call')
+    p.add_argument('--iters', type=int, default=1, help='steps per timed repeat')
+    p.add_argument('--device', choices=('cpu', 'gpu'), default='cpu')
+    p.add_argument('--json', help='write the results as JSON to this file (- for stdout)')
+    p.add_argument('--markdown', help='write the Markdown table to this file (- for stdout)')
+    p.add_argument('--isolate', action=argparse.BooleanOptionalAction, default=True,
+                   help='each setting and mode in its own subprocess (default on)')
+    p.add_argument('--flops', action=argparse.BooleanOptionalAction, default=True,
+                   help='count FLOPs from the optimized HLO (one extra XLA compile per setting)')
+    p.add_argument('--peak-ghz', type=float, help='clock for the peak (default: cpu MHz of /proc/cpuinfo)')
+    p.add_argument('--intra-threads', type=int, default=0, help='tf.config intra-op threads (0: TF default)')
+    p.add_argument('--inter-threads', type=int, default=0, help='tf.config inter-op threads (0: TF default)')
+    p.add_argument('--code', help='import maml.py / utils.py from this directory first (a scratch variant)')
+    p.add_argument('--_child', choices=('time', 'flops'), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.settings = args.settings or list(DEFAULT_SETTINGS)
+    unknown = [s for s in args.settings if s not in SETTINGS]
+    if unknown:
+        p.error(f"unknown setting(s) {' '.join(unknown)}; choose from {' '.join(SETTINGS)}")
+    if args.repeats < 1 or args.iters < 1 or args.warmup < 0:
+        p.error('--repeats and --iters must be >= 1, --warmup >= 0')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+    sys.path.insert(0, REPO)
+    if args.code:
+        sys.path.insert(0, os.path.abspath(args.code))
+    if args._child:   # one measurement, result as one JSON line on stdout
+        name, mode = args.settings[0], args.modes[0]
+        args.isolate = False
+        res = _measure(args, name, mode, args._child)
+        print('BENCHMARK_RESULT ' + json.dumps(res))
+        return 0
+
+    info = cpu_info()
+    peak, assumption = cpu_peak(info, args.peak_ghz)
+    import tensorflow as tf   # noqa: F401 (only for its version in the parent)
+    report = {'date': datetime.datetime.now().isoformat(timespec='seconds'),
+              'command': ' '.join(['python', 'scripts/benchmark.py'] + (argv if argv is not None else sys.argv[1:])),
+              'machine': machine_info(), 'tensorflow': tf.__version__, 'device': args.device,
+              'xla_flags': os.environ.get('XLA_FLAGS', ''), 'code': args.code or REPO,
+              'peak_gflops': peak if args.device == 'cpu' else None,
+              'peak_assumption': assumption if args.device == 'cpu' else 'n/a (GPU)',
+              'flops_method': 'not counted (--no-flops)', 'loadavg_start': loadavg(), 'results': [], 'flops': {}}
+    for name in dict.fromkeys(args.settings):
+        flops = None
+        if args.flops:
+            f = _measure(args, name, 'xla', 'flops')
+            report['flops'][name] = f
+            if 'flops' in f:
+                flops = f['flops']
+                report['flops_method'] = f['method']
+            print(f'{name}: {f.get("flops", 0) / 1e9:.3g} GFLOP/iteration {f.get("error", "")}', file=sys.stderr)
+        for mode in dict.fromkeys(args.modes):
+            r = _measure(args, name, mode, 'time')
+            if flops and 'median_s' in r:
+                r['flops_per_iter'] = flops
+                r['gflop_per_iter'] = flops / 1e9
+                r['gflops'] = flops / 1e9 / r['median_s']
+                r['pct_of_peak'] = 100 * r['gflops'] / peak if args.device == 'cpu' else None
+            report['results'].append(r)
+            msg = r.get('error') or (f"median {r['median_s']:.4g} s (IQR {r['iqr_s']:.2g}), first call "
+                                     f"{r['first_call_s']:.3g} s, TF1/ours {_fmt(r['ratio_tf1_over_ours'])}, "
+                                     f"load {r['loadavg_end']}")
+            print(f'{name} {mode}: {msg}', file=sys.stderr)
+    report['loadavg_end'] = loadavg()
+    if args.json:
+        _write(args.json, json.dumps(report, indent=1))
+    if args.markdown:
+        _write(args.markdown, markdown(report))
+    if not args.json and not args.markdown:
+        print(markdown(report))
+    return 1 if any('error' in r for r in report['results']) else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
