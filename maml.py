@@ -257,9 +257,6 @@ class MAML(tf.Module):
         self.pretrain_optimizer.apply_gradients(grads)
         return total_loss1
 
-    def _evaluate(self, inputa, labela, inputb, labelb, num_updates):
-        return self.metalearn(inputa, labela, inputb, labelb, num_updates)
-
     def _compiled(self, name, fn, jit):
         if name not in self._functions:
             self._functions[name] = tf.function(fn, jit_compile=jit)
@@ -277,7 +274,7 @@ class MAML(tf.Module):
     def evaluate(self, inputa, labela, inputb, labelb, num_updates=None):
         """MetaOutput after max(test_num_updates, num_updates) inner steps; changes nothing."""
         steps = num_updates or max(self.test_num_updates, self.config.num_updates)
-        fn = self._compiled(f'evaluate{steps}', lambda a, la, b, lb: self._evaluate(a, la, b, lb, steps),
+        fn = self._compiled(f'evaluate{steps}', lambda a, la, b, lb: self.metalearn(a, la, b, lb, steps),
                             self.config.xla)
         return fn(inputa, labela, inputb, labelb)
 
