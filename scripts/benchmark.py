@@ -1,28 +1,34 @@
 #!/usr/bin/env python3
 """Speed of one meta-train step (meta-gradient + TF1 Adam update) against the original TF1 code.
 
-    python scripts/benchmark.py [SETTING ...] [--modes eager function xla reference]
-        [--repeats 20] [--warmup 3] [--device cpu|gpu] [--json FILE] [--markdown FILE]
+    python scripts/benchmark.py [SETTING ...] [--modes eager function xla reference reference_xla tf1]
+        [--repeats 20] [--warmup 3] [--iters 1] [--device cpu|gpu] [--json FILE] [--markdown FILE]
 
-SETTING is any of `a a_fo b c c_fo d` (default: all), the settings of issue 5 whose TF1 times on
-this machine are in ../shared/golden/tf1/timings.json (`tiny` is a small conv net for smoke tests).
-Modes: `eager` (`metalearn` / `meta_gradients` and the optimizer outside tf.function), `function`
-(tf.function without XLA), `xla` (tf.function with jit_compile: `config.xla`, the default path),
-`reference` / `reference_xla` (the per-task tf.map_fn path, `batched=False`).
+SETTING is any of `a a_fo b c c_fo d` (default: all), the settings of issue 5 whose TF1 times are
+in ../shared/golden/tf1/timings.json (`tiny`: a small conv net for smoke tests, no TF1 figure).
+Modes (default: eager function xla tf1):
+  eager          `MAML._metatrain_step` (meta-gradient, clip, Adam) run op by op, no tf.function
+  function       `metatrain_step` as tf.function without XLA
+  xla            `metatrain_step` with jit_compile (`config.xla`, the default path)
+  reference(_xla) the per-task tf.map_fn path (`batched=False`), without / with XLA
+  tf1            the original's graph rebuilt in tf.compat.v1 (map_fn over tasks, tf.gradients,
+                 conv2d; `tf1_style_step`), timed here under the same load as the port
 
 For every setting and mode: the first call (trace + compile + one step), then `--warmup` untimed
 steps and `--repeats` timed ones (each `--iters` steps, result fetched to the host): the median
-s/iteration with its quartiles and min/max, the peak resident memory of the process (or the GPU's
-peak allocation), the TF1 figure, the ratio TF1 / ours and whether the issue's goal (3x; 5x for d)
-is met. FLOPs of one meta-iteration are counted once per setting from the optimized XLA HLO of the
-batched step (every `dot` / `convolution`: 2 x multiply-adds) and divided by the time, as % of the
-CPU's fp32 FMA peak (cores x FMA units x SIMD lanes x 2 x clock; see `cpu_peak`).
+s/iteration with its quartiles and min/max, the process CPU time per iteration, the peak resident
+memory of the process (or the GPU's peak allocation), the TF1 figure, the ratio TF1 / ours and
+whether the issue's goal (3x; 5x for d) is met, and the ratio to the `tf1` mode of the same run.
+FLOPs of one meta-iteration are counted once per setting from the optimized XLA HLO of the batched
+step (every `dot` / `convolution`: 2 x multiply-adds; elementwise work not counted) and divided by
+the time, as % of the CPU's fp32 FMA peak (cores x FMA units x SIMD lanes x 2 x clock; `cpu_peak`).
 
 Inputs are random, of the right shapes (labels one-hot in blocks of N rows, as the original's
 batches); no dataset is read. By default each (setting, mode) runs in its own subprocess
-(`--no-isolate` to run in-process), so memory high-water marks and thread pools do not leak.
-`--code DIR` imports maml.py / utils.py from DIR first (to time a scratch variant).
-`--json -` / `--markdown -` write to stdout.
+(`--no-isolate` to run in-process; `tf1` always gets its own), so memory high-water marks and
+thread pools do not leak. `--code DIR` imports maml.py / utils.py from DIR first (to time a scratch
+variant). `--json -` / `--markdown -` write to stdout. The whole default run takes about an hour on
+2 cores (eager MiniImagenet alone several minutes); pick settings and modes for quicker looks.
 """
 import argparse
 import collections
@@ -68,7 +74,7 @@ SETTINGS = collections.OrderedDict([
 ])
 DEFAULT_SETTINGS = ('a', 'a_fo', 'b', 'c', 'c_fo', 'd')
 MODES = ('eager', 'function', 'xla', 'reference', 'reference_xla', 'tf1')
-DEFAULT_MODES = ('eager', 'function', 'xla')
+DEFAULT_MODES = ('eager', 'function', 'xla', 'tf1')
 
 
 # ------------------------------------------------------------------------------------ machine
@@ -306,12 +312,7 @@ def tf1_style_step(setting, seed=0):
     sess.run(tf.global_variables_initializer())
     feed = dict(zip(ph, arrays))
 
-    class _Out:   # the timing loop reads `total_losses2[-1]` / `total_loss1` like a MetaOutput
-        def __init__(self, value):
-            self.total_losses2 = [_Value(value)]
-            self.total_loss1 = _Value(value)
-
-    class _Value:
+    class _Value:   # what the timing loop reads from a step's result
         def __init__(self, value):
             self.value = value
 
@@ -319,7 +320,7 @@ def tf1_style_step(setting, seed=0):
             return self.value
 
     def step(*_):
-        return _Out(sess.run([train_op, meta_loss], feed)[1])
+        return _Value(sess.run([train_op, meta_loss], feed)[1])
     return step
 
 
@@ -334,6 +335,14 @@ def count_flops(setting, device):
     flops, by_op = hlo_flops(hlo)
     return {'flops': flops, 'by_op': by_op,
             'method': 'optimized XLA HLO of the batched step: 2 x multiply-adds of every dot / convolution'}
+
+
+def _loss(out):
+    """The step's loss as a tensor: `metatrain_step` returns a MetaOutput (its post-update loss is
+    read) or, in a lean build, the meta-objective itself."""
+    if hasattr(out, 'total_losses2'):
+        return out.total_losses2[-1]
+    return out
 
 
 def memory_peak_mb(device):
@@ -367,17 +376,16 @@ def run_one(name, mode, args):
     build_s = time.perf_counter() - t0
     with tf.device(device):
         t0 = time.perf_counter()
-        out = step(*batch)
-        first_loss = float(out.total_losses2[-1].numpy())
+        first_loss = float(_loss(step(*batch)).numpy())
         first_call_s = time.perf_counter() - t0
         for _ in range(args.warmup):
-            step(*batch).total_loss1.numpy()
+            _loss(step(*batch)).numpy()
         times, cpu_times = [], []
         for _ in range(args.repeats):
             c0, t0 = time.process_time(), time.perf_counter()
             for _ in range(args.iters):
                 out = step(*batch)
-            out.total_loss1.numpy()
+            _loss(out).numpy()
             times.append((time.perf_counter() - t0) / args.iters)
             cpu_times.append((time.process_time() - c0) / args.iters)
     q1, median, q3 = (float(x) for x in np.percentile(times, [25, 50, 75]))
@@ -447,23 +455,29 @@ def markdown(report):
     lines = [f"# Meta-train step benchmark ({report['date']})", '',
              f"Command: `{report['command']}`", '',
              f"Machine: {report['machine']['cpu_model']}, {report['machine']['cores']} cores, "
-             f"{report['machine']['cpu_mhz']} MHz reported; TensorFlow {report['tensorflow']}; device {report['device']}.",
+             f"{report['machine']['cpu_mhz']} MHz reported; TensorFlow {report['tensorflow']}; device {report['device']}"
+             + (f"; XLA_FLAGS `{report['xla_flags']}`" if report['xla_flags'] else '') + '.',
              f"Load average (1/5/15 min) at start {report['loadavg_start']}, at end {report['loadavg_end']}.",
              f"Peak: {report['peak_assumption']}.", '',
-             '| setting | mode | first call s | median s/iter | IQR s | min-max s | peak mem MB | TF1 s/iter '
-             '| TF1/ours | goal | GFLOP/iter | GFLOP/s | % of peak |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+             'TF1 = median of the original on the reference machine (`timings.json`); golden/ours = TF1 / our '
+             'median; goal = TF1 / 3 (TF1 / 5 for d). tf1-rebuild/ours = the `tf1` mode of this run (the '
+             "original's graph rebuilt in compat.v1, same machine and load) / our median. CPU s = process CPU "
+             'time per iteration (all threads).', '',
+             '| setting | mode | first call s | median s/iter | IQR s | min-max s | CPU s/iter | peak mem MB '
+             '| TF1 s/iter | golden/ours | goal | tf1-rebuild/ours | GFLOP/iter | GFLOP/s | % of peak |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in report['results']:
         if 'error' in r:
-            lines.append(f"| {r['setting']} | {r['mode']} | error: {r['error'][:120]} |" + ' |' * 10)
+            lines.append(f"| {r['setting']} | {r['mode']} | error: {r['error'][:160]} |" + ' |' * 12)
             continue
         goal = '-' if r['goal_met'] is None else \
             f"{'met' if r['goal_met'] else 'not met'} (<= {r['goal_s']:.3g})"
         lines.append(
             f"| {r['setting']} | {r['mode']} | {_fmt(r['first_call_s'])} | {_fmt(r['median_s'])} "
-            f"| {_fmt(r['iqr_s'], 2)} | {_fmt(r['min_s'])}-{_fmt(r['max_s'])} | {r['peak_memory_mb']:.0f} "
-            f"| {_fmt(r['tf1_s'])} | {_fmt(r['ratio_tf1_over_ours'])} | {goal} "
-            f"| {_fmt(r.get('gflop_per_iter'))} | {_fmt(r.get('gflops'))} | {_fmt(r.get('pct_of_peak'), 2)} |")
+            f"| {_fmt(r['iqr_s'], 2)} | {_fmt(r['min_s'])}-{_fmt(r['max_s'])} | {_fmt(r.get('cpu_s'))} "
+            f"| {r['peak_memory_mb']:.0f} | {_fmt(r['tf1_s'])} | {_fmt(r['ratio_tf1_over_ours'])} | {goal} "
+            f"| {_fmt(r.get('ratio_tf1_rebuild_over_ours'))} | {_fmt(r.get('gflop_per_iter'))} "
+            f"| {_fmt(r.get('gflops'))} | {_fmt(r.get('pct_of_peak'), 2)} |")
     lines += ['', f"FLOPs: {report['flops_method']}.", '']
     return '\n'.join(lines)
 
@@ -541,7 +555,8 @@ def main(argv=None):
             if 'flops' in f:
                 flops = f['flops']
                 report['flops_method'] = f['method']
-            print(f'{name}: {f.get("flops", 0) / 1e9:.3g} GFLOP/iteration {f.get("error", "")}', file=sys.stderr)
+            print(f'{name}: {f.get("flops", 0) / 1e9:.3g} GFLOP/iteration {f.get("error", "")}', file=sys.stderr,
+                  flush=True)
         for mode in dict.fromkeys(args.modes):
             r = _measure(args, name, mode, 'time')
             if flops and 'median_s' in r:
@@ -553,7 +568,11 @@ def main(argv=None):
             msg = r.get('error') or (f"median {r['median_s']:.4g} s (IQR {r['iqr_s']:.2g}), first call "
                                      f"{r['first_call_s']:.3g} s, TF1/ours {_fmt(r['ratio_tf1_over_ours'])}, "
                                      f"load {r['loadavg_end']}")
-            print(f'{name} {mode}: {msg}', file=sys.stderr)
+            print(f'{name} {mode}: {msg}', file=sys.stderr, flush=True)
+        rebuild = [r for r in report['results'] if r['setting'] == name and r['mode'] == 'tf1' and 'median_s' in r]
+        for r in report['results']:
+            if rebuild and r['setting'] == name and 'median_s' in r:
+                r['ratio_tf1_rebuild_over_ours'] = rebuild[0]['median_s'] / r['median_s']
     report['loadavg_end'] = loadavg()
     if args.json:
         _write(args.json, json.dumps(report, indent=1))

@@ -1,0 +1,110 @@
+"""scripts/benchmark.py: runs end to end on the smallest settings and writes its JSON and Markdown.
+
+Timings are never asserted (they depend on the machine and its load); only that every field is
+there, finite and consistent, and that the FLOP counter and the peak formula compute what they say.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, os.path.join(REPO, 'scripts'))
+import benchmark  # noqa: E402
+
+SCRIPT = os.path.join(REPO, 'scripts', 'benchmark.py')
+TIMING_FIELDS = ('first_call_s', 'median_s', 'q1_s', 'q3_s', 'iqr_s', 'min_s', 'max_s', 'cpu_s', 'peak_memory_mb')
+
+
+def _check_timing(r, repeats):
+    assert 'error' not in r, r.get('error')
+    for key in TIMING_FIELDS:
+        assert math.isfinite(r[key]) and r[key] >= 0, key
+    assert len(r['times_s']) == repeats
+    assert r['min_s'] <= r['q1_s'] <= r['median_s'] <= r['q3_s'] <= r['max_s']
+    assert r['finite']
+
+
+def test_sinusoid_all_fields(tmp_path):
+    """Setting d in three modes, each in its own process, as the default run does."""
+    out_json, out_md = tmp_path / 'bench.json', tmp_path / 'bench.md'
+    proc = subprocess.run([sys.executable, SCRIPT, 'd', '--modes', 'function', 'xla', 'tf1', '--repeats', '2',
+                           '--warmup', '1', '--json', str(out_json), '--markdown', str(out_md)],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out_json.read_text())
+    for key in ('date', 'command', 'machine', 'tensorflow', 'peak_gflops', 'peak_assumption', 'flops_method',
+                'loadavg_start', 'loadavg_end', 'results', 'flops'):
+        assert key in report, key
+    assert report['machine']['cores'] >= 1 and report['peak_gflops'] > 0
+    assert report['flops']['d']['flops'] > 0
+    results = {r['mode']: r for r in report['results']}
+    assert set(results) == {'function', 'xla', 'tf1'}
+    for mode, r in results.items():
+        _check_timing(r, 2)
+        assert r['setting'] == 'd' and r['tf1_s'] == pytest.approx(0.0167) and r['goal_factor'] == 5
+        assert r['ratio_tf1_over_ours'] == pytest.approx(r['tf1_s'] / r['median_s'])
+        assert r['goal_met'] == (r['median_s'] <= r['tf1_s'] / 5)
+        assert r['ratio_tf1_rebuild_over_ours'] == pytest.approx(results['tf1']['median_s'] / r['median_s'])
+        assert r['gflops'] == pytest.approx(r['flops_per_iter'] / 1e9 / r['median_s'])
+        assert 0 < r['pct_of_peak'] == pytest.approx(100 * r['gflops'] / report['peak_gflops'])
+    assert results['xla']['shapes'] == {'inputa': [25, 10, 1], 'inputb': [25, 10, 1]}
+
+    table = out_md.read_text()
+    assert '| setting | mode |' in table and report['peak_assumption'] in table
+    rows = [line for line in table.splitlines() if line.startswith('| d |')]
+    assert [row.split('|')[2].strip() for row in rows] == ['function', 'xla', 'tf1']
+
+
+def test_tiny_conv_in_process(tmp_path):
+    """A small conv net (second order, batch norm) in this process, without FLOP counting."""
+    out_json = tmp_path / 'tiny.json'
+    assert benchmark.main(['tiny', '--modes', 'function', '--repeats', '1', '--warmup', '0', '--no-isolate',
+                           '--no-flops', '--json', str(out_json), '--markdown', str(tmp_path / 'tiny.md')]) == 0
+    (r,) = json.loads(out_json.read_text())['results']
+    _check_timing(r, 1)
+    assert r['tf1_s'] is None and r['goal_met'] is None and 'gflops' not in r
+    assert r['shapes']['inputa'] == [2, 5, 784]
+    assert '| tiny | function |' in (tmp_path / 'tiny.md').read_text()
+
+
+def test_batches_have_the_original_layout():
+    inputa, labela, inputb, labelb = benchmark.make_batch(benchmark.SETTINGS['c'])
+    assert inputa.shape == (4, 5, 21168) and inputb.shape == (4, 75, 21168)
+    assert labelb.shape == (4, 75, 5) and (labelb.sum(-1) == 1).all()
+    assert (labelb[0, :10].argmax(-1) == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]).all()   # blocks of N rows
+    assert str(inputa.dtype) == 'float32'
+
+
+def test_hlo_flops_counts_dots_and_convolutions():
+    hlo = '\n'.join([
+        'ENTRY %main {',
+        '  %p0 = f32[32,245,576]{2,1,0} parameter(0)',
+        '  %p1 = f32[32,576,64]{2,1,0} parameter(1)',
+        '  %x = f32[8,28,28,1]{3,2,1,0} parameter(2)',
+        '  %k = f32[3,3,1,64]{3,2,1,0} parameter(3)',
+        '  %d = f32[32,245,64]{2,1,0} dot(%p0, %p1), lhs_batch_dims={0}, lhs_contracting_dims={2}, '
+        'rhs_batch_dims={0}, rhs_contracting_dims={1}',
+        '  ROOT %c = f32[8,14,14,64]{3,2,1,0} convolution(%x, %k), window={size=3x3 stride=2x2}, '
+        'dim_labels=b01f_01io->b01f',
+        '}'])
+    flops, by_op = benchmark.hlo_flops(hlo)
+    assert by_op == {'dot': 2 * 32 * 245 * 64 * 576, 'convolution': 2 * 8 * 14 * 14 * 64 * 9}
+    assert flops == sum(by_op.values())
+
+
+def test_peak_formula():
+    info = {'cores': 2, 'mhz': 2000.0, 'flags': {'avx512f', 'fma'}, 'model': 'x'}
+    peak, text = benchmark.cpu_peak(info)
+    assert peak == 2 * 2 * 16 * 2 * 2.0 and '256 GFLOP/s' in text
+    assert benchmark.cpu_peak(dict(info, flags={'fma'}))[0] == 128
+
+
+def test_unknown_setting_is_a_usage_error():
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['e'])
