@@ -90,17 +90,13 @@ def config_from_exp_dir(exp_dir, **changes):
     return config.replace(**changes)
 
 
-def restore_sinusoid(exp_dir, update_batch_size=None):
+def restore_sinusoid(exp_dir):
     """(main.Experiment, iterations trained) of the sinusoid run in `exp_dir`, its latest checkpoint restored.
 
-    Built by main.prepare in test mode (meta batch 1, no XLA); `update_batch_size` sets K for
-    the data generator (the run's own K by default), keeping the experiment name.
+    Built by main.prepare in test mode (meta batch 1, no XLA), as `main.py --train=False` would.
     """
     import main
     config = config_from_exp_dir(exp_dir, datasource='sinusoid', train=False, xla=False, seed=0)
-    if update_batch_size:
-        config = config.replace(update_batch_size=update_batch_size,
-                                train_update_batch_size=config_lib.resolved(config).train_update_batch_size)
     try:
         experiment = main.prepare(config)
     except main.UsageError as e:
