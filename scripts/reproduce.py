@@ -1,0 +1,503 @@
+#!/usr/bin/env python3
+"""The paper's experiments, one registry entry each: train with main.py, then test as the original.
+
+    python scripts/reproduce.py --list
+    python scripts/reproduce.py NAME [NAME ...] [--logdir_root logs] [--data_dir DIR] [--iterations N]
+    python scripts/reproduce.py NAME --smoke [--data_dir DIR]        # a quick run of the whole pipeline
+    python scripts/reproduce.py NAME --dry_run                       # print the two main.py commands
+
+Each experiment of the original's usage notes (sinusoid K = 5, 10, 20 with MAML, the pretrained
+baseline and the oracle; Omniglot 5-way and 20-way, 1-shot and 5-shot, conv and fully connected;
+MiniImagenet 5-way 1-shot and 5-shot, second order and first order `--stop_grad`) is a list of
+main.py flags with the paper's hyperparameters (Finn et al. 2017, Section 5 and Appendix A; where
+the paper and the original's usage notes differ, the paper's, see `NOTES`). For each NAME it runs
+
+    python main.py <flags> --logdir=<logdir_root>/<NAME>                                 (train)
+    python main.py <flags> --logdir=<logdir_root>/<NAME> --train=False [--test_set=True] (test)
+
+as subprocesses, so the run's files are main.py's own in `<logdir_root>/<NAME>/<exp_string>/`
+(checkpoints, TensorBoard events, `test_ubs<K>_stepsize<lr>.csv`), plus, in `<logdir_root>/<NAME>/`,
+`run.json` (commands, git commit, machine, start, end, wall time and iterations of every train
+and test session) and `train.log` / `test.log` (main.py's output, appended per session).
+The test is the original protocol: 600 tasks (sinusoid: the original's `np.random.seed(1)` tasks;
+classification: the meta-test split, `--test_set=True`), max(10, num_updates) inner steps.
+
+Resumable: the same command again continues training from the latest checkpoint (main.py's
+resume, optimizer and data-stream state included), skips training once the checkpoint has all
+iterations, and skips the test when its CSV is newer than the latest checkpoint.
+`--iterations N` trains to N iterations instead of the paper's count (the experiment name does
+not contain it, so a later run without it continues the same training).
+
+`--smoke` checks the whole pipeline in minutes: every iteration count becomes SMOKE_ITERATIONS,
+no XLA, the test uses SMOKE_TEST_TASKS tasks instead of 600, and the logs go to `logs/smoke`
+unless --logdir_root is given. (main.py has no flag for the number of test tasks, so a smoke test
+runs main.py's entry point with `main.NUM_TEST_POINTS` set; see SMOKE_MAIN.)
+
+A bad argument stops with one line, `reproduce.py: error: <what>; <how to fix>`, exit status 2,
+before anything is written; a main.py phase that fails stops the run with its exit status.
+`scripts/report.py` turns the logs into the results table (docs/RESULTS.md).
+"""
+import argparse
+import dataclasses
+import datetime
+import glob
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+PROG = 'reproduce.py'
+RUN_FILE = 'run.json'
+SMOKE_ITERATIONS = 2
+SMOKE_TEST_TASKS = 10
+SMOKE_ROOT = os.path.join('logs', 'smoke')
+# main.py's entry point with fewer test tasks (smoke runs only); %d is the number of tasks
+SMOKE_MAIN = ('import sys; sys.path.insert(0, {repo!r}); sys.argv[0] = "main.py"; import main; '
+              'main.NUM_TEST_POINTS = %d; from absl import app; app.run(main.main, flags_parser=main.parse_flags)')
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperResult:
+    """A number the paper reports: after `step` inner steps at test time, `mean` ± `ci` (95%; None if not given)."""
+    step: int
+    mean: float
+    ci: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One experiment: main.py's training flags (without --logdir) and what the paper reports for it."""
+    name: str
+    title: str
+    flags: tuple
+    paper: tuple = ()          # PaperResult, in the metric's unit (MSE, or accuracy in %)
+    paper_source: str = ''     # where in the paper the numbers are
+
+    @property
+    def datasource(self):
+        return dict(f[2:].split('=', 1) for f in self.flags)['datasource']
+
+    @property
+    def metric(self):
+        """'mse' for sinusoid regression, 'accuracy' for classification (the CSV holds fractions)."""
+        return 'mse' if self.datasource == 'sinusoid' else 'accuracy'
+
+
+# The paper (Finn et al. 2017): sinusoid "one gradient update with K = 10 examples with a fixed step
+# size alpha = 0.01", meta batch 25, Adam; Omniglot 5-way (conv and fc) 1 step of alpha = 0.4, meta
+# batch 32, evaluated with 3 steps; 20-way 5 steps of alpha = 0.1 in training and test, meta batch 16;
+# MiniImagenet 5 steps of alpha = 0.01, 10 at test, 15 query examples per class, meta batch 4 (1-shot)
+# and 2 (5-shot), 32 filters, max pooling; "all models were trained for 60000 iterations".
+# Sinusoid trains 70000 iterations, as the original's usage notes.
+NOTES = (
+    'Sinusoid: inner step size α = 0.01 as in the paper (the original main.py\'s default, which its usage '
+    'notes keep, is 0.001); meta batch 25, one inner step, no normalisation, 70000 iterations (usage notes). '
+    'The baselines use the same α at test time (the paper fine-tuned the pretrained model with an '
+    '"automatically tuned step size").',
+    'Omniglot: 60000 iterations, as the paper states for all models (the usage notes say 40000). '
+    'The paper evaluates 5-way with 3 inner steps (main.py always runs 10 and writes all of them; the '
+    'report reads the column after 3 steps) and 20-way with 5 steps (column 5).',
+    'MiniImagenet: meta batch 2 for 5-shot as in the paper (the usage notes use 4 for both); 15 query '
+    'examples per class in training (main.py\'s default for MiniImagenet, as the original); column after '
+    '10 steps.',
+    'All runs use --seed=0 (the original seeded nothing), so a rerun draws the same initial weights and tasks.',
+)
+
+_SINE = ('--datasource=sinusoid', '--norm=None', '--meta_batch_size=25', '--update_lr=0.01', '--num_updates=1',
+         '--seed=0')
+
+
+def _sine(k, kind):
+    if kind == 'maml':
+        flags = ('--metatrain_iterations=70000',)
+        title = f'sinusoid {k}-shot, MAML'
+    elif kind == 'pretrained':
+        flags = ('--pretrain_iterations=70000', '--metatrain_iterations=0')
+        title = f'sinusoid {k}-shot, pretrained on all tasks'
+    else:
+        flags = ('--pretrain_iterations=70000', '--metatrain_iterations=0', '--baseline=oracle')
+        title = f'sinusoid {k}-shot, oracle (amplitude and phase as inputs)'
+    paper, source = (), 'figure only'
+    if k == 5 and kind == 'maml':
+        paper, source = (PaperResult(1, 0.67), PaperResult(5, 0.38), PaperResult(10, 0.35)), 'appendix table'
+    if k == 5 and kind == 'pretrained':
+        paper, source = (PaperResult(1, 2.41), PaperResult(5, 2.23), PaperResult(10, 2.19)), 'appendix table'
+    return Experiment(f'sine_k{k}_{kind}', title, _SINE + flags + (f'--update_batch_size={k}',), paper, source)
+
+
+def _omniglot(ways, shots, conv=True):
+    if ways == 5:
+        flags = ('--meta_batch_size=32', '--update_lr=0.4', '--num_updates=1')
+        step = 3
+    else:
+        flags = ('--meta_batch_size=16', '--update_lr=0.1', '--num_updates=5')
+        step = 5
+    paper = {(5, 1, True): (98.7, 0.4), (5, 5, True): (99.9, 0.1), (20, 1, True): (95.8, 0.3),
+             (20, 5, True): (98.9, 0.2), (5, 1, False): (89.7, 1.1), (5, 5, False): (97.5, 0.6)}[ways, shots, conv]
+    name = f'omniglot_{"" if conv else "fc_"}{ways}w{shots}s'
+    title = f'Omniglot {ways}-way {shots}-shot{"" if conv else ", fully connected (--conv=False)"}'
+    flags = (('--datasource=omniglot', f'--num_classes={ways}', '--metatrain_iterations=60000')
+             + flags + (f'--update_batch_size={shots}',) + (() if conv else ('--conv=False',)) + ('--seed=0',))
+    return Experiment(name, title, flags, (PaperResult(step, *paper),), 'Table 1')
+
+
+def _mini(shots, first_order=False):
+    paper = {(1, False): (48.70, 1.84), (5, False): (63.11, 0.92),
+             (1, True): (48.07, 1.75), (5, True): (63.15, 0.91)}[shots, first_order]
+    flags = ('--datasource=miniimagenet', '--num_classes=5', '--metatrain_iterations=60000',
+             f'--meta_batch_size={4 if shots == 1 else 2}', f'--update_batch_size={shots}', '--update_lr=0.01',
+             '--num_updates=5', '--num_filters=32', '--max_pool=True') + (('--stop_grad=True',) if first_order else ())
+    title = f'MiniImagenet 5-way {shots}-shot{", first order (--stop_grad)" if first_order else ""}'
+    return Experiment(f'mini_5w{shots}s{"_fo" if first_order else ""}', title, flags + ('--seed=0',),
+                      (PaperResult(10, *paper),), 'Table 2')
+
+
+EXPERIMENTS = {e.name: e for e in (
+    [_sine(k, kind) for k in (5, 10, 20) for kind in ('maml', 'pretrained', 'oracle')]
+    + [_omniglot(w, s) for w in (5, 20) for s in (1, 5)]
+    + [_omniglot(5, s, conv=False) for s in (1, 5)]
+    + [_mini(s, fo) for s in (1, 5) for fo in (False, True)])}
+
+
+class UsageError(Exception):
+    """Something the user can fix; the message is one line: '<what is wrong>; <how to fix>'."""
+
+
+# ------------------------------------------------------------------------------------ commands
+def _with(flags, **values):
+    """`flags` with --name=value set for each of `values` (replaced in place, or appended)."""
+    flags = list(flags)
+    for name, value in values.items():
+        item = f'--{name}={value}'
+        at = [i for i, f in enumerate(flags) if f.startswith(f'--{name}=')]
+        if at:
+            flags[at[0]] = item
+        else:
+            flags.append(item)
+    return flags
+
+
+def train_flags(experiment, logdir, data_dir='', iterations=None, smoke=False):
+    """main.py's training flags of `experiment` writing into `logdir`.
+
+    `iterations` replaces the total iteration count (kept in whichever of pretraining or
+    meta-training the experiment uses); `smoke` makes it SMOKE_ITERATIONS and turns XLA off.
+    """
+    flags = list(experiment.flags)
+    if smoke:
+        iterations = SMOKE_ITERATIONS
+    if iterations is not None:
+        values = dict(f[2:].split('=', 1) for f in flags)
+        key = 'pretrain_iterations' if int(values.get('metatrain_iterations', 0)) == 0 else 'metatrain_iterations'
+        flags = _with(flags, **{key: iterations})
+    if smoke:
+        flags = _with(flags, xla=False)
+    if data_dir and experiment.datasource != 'sinusoid':
+        flags = _with(flags, data_dir=data_dir)
+    return _with(flags, logdir=logdir)
+
+
+def test_flags(experiment, train):
+    """main.py's test flags: the training flags and --train=False (--test_set=True for classification)."""
+    return train + ['--train=False'] + ([] if experiment.datasource == 'sinusoid' else ['--test_set=True'])
+
+
+def parse_config(flags):
+    """The Config main.py makes of `flags` (checked by main.check_config); raises UsageError."""
+    import main
+    from absl import flags as absl_flags
+    fv = absl_flags.FlagValues()
+    main.define_flags(fv)
+    try:
+        fv(['main.py', *flags])
+        config = main.config_from_flags(fv)
+        main.check_config(config)
+    except (absl_flags.Error, main.UsageError) as e:
+        raise UsageError(f'main.py rejects the flags {" ".join(flags)} ({e}); fix the registry entry') from None
+    return config
+
+
+def exp_dir(config):
+    """`<logdir>/<exp_string>`, where main.py writes the run."""
+    import config as config_lib
+    return os.path.join(config.logdir, config_lib.exp_string(config))
+
+
+def test_csv(config):
+    """The test CSV main.py writes for `config` (test_ubs<K>_stepsize<lr>.csv)."""
+    import main
+    return main.test_file_prefix(config) + '.csv'
+
+
+def iterations_done(directory):
+    """(iterations done, latest checkpoint prefix) of the run in `directory`; (0, None) without one.
+
+    main.py saves `model<itr>` after iteration itr, holding itr + 1 iterations done.
+    """
+    import main
+    prefix = main.latest_checkpoint(directory)
+    if not prefix:
+        return 0, None
+    return int(re.search(r'model(\d+)$', prefix).group(1)) + 1, prefix
+
+
+def command_line(argv):
+    """`argv` as one shell line, main.py named relative to the repository."""
+    return ' '.join(shlex.quote(a) for a in argv)
+
+
+def main_argv(flags, test_tasks=None):
+    """The subprocess argv running main.py with `flags`; `test_tasks`: the smoke entry point instead."""
+    if test_tasks is None:
+        return [sys.executable, os.path.join(REPO, 'main.py'), *flags]
+    return [sys.executable, '-c', SMOKE_MAIN.format(repo=REPO) % test_tasks, *flags]
+
+
+def shown_command(flags, test_tasks=None):
+    """The command as recorded and printed: `python main.py <flags>` (smoke: says the test task count)."""
+    line = command_line(['python', 'main.py', *flags])
+    return line if test_tasks is None else f'{line}  # smoke entry point, {test_tasks} test tasks'
+
+
+# ------------------------------------------------------------------------------------ machine
+def machine():
+    """A description of this machine for the report: CPU, logical CPUs, GPU, TensorFlow, Python."""
+    from importlib import metadata
+    cpu, flags, hypervisor = platform.processor() or platform.machine(), '', False
+    try:
+        with open('/proc/cpuinfo') as f:
+            text = f.read()
+        cpu = re.search(r'^model name\s*:\s*(.+)$', text, re.M).group(1).strip()
+        flags = re.search(r'^flags\s*:\s*(.+)$', text, re.M).group(1).split()
+        hypervisor = 'hypervisor' in flags
+    except (OSError, AttributeError):
+        pass
+    tf_version = 'not installed'
+    for dist in ('tensorflow', 'tensorflow-cpu'):
+        try:
+            tf_version = f'{metadata.version(dist)} ({dist})'
+            break
+        except metadata.PackageNotFoundError:
+            continue
+    gpus = sorted(glob.glob('/dev/nvidia[0-9]*'))
+    return {
+        'cpu': cpu,
+        'logical_cpus': os.cpu_count(),
+        'avx512': 'avx512f' in flags,
+        'virtual_machine': hypervisor,
+        'gpu': ', '.join(gpus) if gpus else 'none',
+        'tensorflow': tf_version,
+        'python': platform.python_version(),
+        'os': platform.platform(),
+    }
+
+
+def git_commit():
+    """The checked-out commit (with '+dirty' if tracked files are modified), or 'unknown'."""
+    try:
+        head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO, capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=REPO,
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown'
+    return (head + ('+dirty' if dirty else '')) if head else 'unknown'
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+
+
+# ------------------------------------------------------------------------------------ run record
+def load_record(path):
+    """The run record (run.json) at `path`, or None if there is none."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def save_record(path, record):
+    """Writes `record` as JSON through a temporary file and a rename."""
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'w') as f:
+        json.dump(record, f, indent=1)
+        f.write('\n')
+    os.replace(tmp, path)
+
+
+def _run_phase(argv, log_path, echo):
+    """Runs `argv`, appending its output (stdout and stderr) to `log_path` and echoing it; returns the status."""
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+    env.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+    with open(log_path, 'a') as log:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        for line in proc.stdout:
+            log.write(line)
+            log.flush()
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+        return proc.wait()
+
+
+def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=False, echo=True):
+    """Trains `experiment` (resuming) and tests it unless done; returns 0 or the failing phase's status.
+
+    Every session is appended to `<logdir_root>/<name>/run.json` when it starts and completed when
+    it ends: phase, command, start, end, wall seconds, exit status, load average, iterations before
+    and after (train) or the checkpoint tested (test).
+    """
+    logdir = os.path.join(logdir_root, experiment.name)
+    train = train_flags(experiment, logdir, data_dir, iterations, smoke)
+    test = test_flags(experiment, train)
+    config = parse_config(train)
+    test_config = parse_config(test)
+    total = config.pretrain_iterations + config.metatrain_iterations
+    tasks = SMOKE_TEST_TASKS if smoke else None
+    os.makedirs(logdir, exist_ok=True)
+    record_path = os.path.join(logdir, RUN_FILE)
+    record = load_record(record_path) or {'experiment': experiment.name, 'sessions': [], 'notes': []}
+    record.update(title=experiment.title, smoke=smoke, train_command=shown_command(train, tasks),
+                  test_command=shown_command(test, tasks), machine=machine(),
+                  exp_dir=os.path.relpath(exp_dir(config), logdir_root), test_csv=os.path.relpath(
+                      test_csv(test_config), logdir_root), planned_iterations=total)
+
+    def session(phase, argv, **extra):
+        entry = {'phase': phase, 'command': shown_command(argv[0], tasks), 'git_commit': git_commit(),
+                 'start': _now(), 'end': None, 'wall_s': None, 'returncode': None,
+                 'load_average_start': list(os.getloadavg()), **extra}
+        record['sessions'].append(entry)
+        save_record(record_path, record)
+        t0 = time.perf_counter()
+        print(f'[reproduce] {experiment.name} {phase}: {entry["command"]}', flush=True)
+        status = _run_phase(main_argv(argv[0], tasks), os.path.join(logdir, phase + '.log'), echo)
+        entry.update(end=_now(), wall_s=round(time.perf_counter() - t0, 1), returncode=status,
+                     load_average_end=list(os.getloadavg()))
+        return entry, status
+
+    directory = exp_dir(config)
+    done, _ = iterations_done(directory)
+    if done >= total:
+        print(f'[reproduce] {experiment.name}: trained ({done} of {total} iterations), not training again',
+              flush=True)
+    else:
+        entry, status = session('train', [train], iterations_before=done)
+        entry['iterations_after'] = iterations_done(directory)[0]
+        save_record(record_path, record)
+        if status:
+            print(f'[reproduce] {experiment.name}: training failed (exit status {status}); see '
+                  f'{os.path.join(logdir, "train.log")}', file=sys.stderr, flush=True)
+            return status
+    done, prefix = iterations_done(directory)
+    csv_path = test_csv(test_config)
+    if os.path.isfile(csv_path) and os.path.getmtime(csv_path) >= os.path.getmtime(prefix + '.index'):
+        print(f'[reproduce] {experiment.name}: {csv_path} is newer than {os.path.basename(prefix)}, not testing '
+              f'again', flush=True)
+        return 0
+    entry, status = session('test', [test], checkpoint=os.path.basename(prefix), iterations=done,
+                            test_tasks=tasks or 600)
+    save_record(record_path, record)
+    if status:
+        print(f'[reproduce] {experiment.name}: test failed (exit status {status}); see '
+              f'{os.path.join(logdir, "test.log")}', file=sys.stderr, flush=True)
+    return status
+
+
+# ------------------------------------------------------------------------------------ CLI
+def fail(message, status=2):
+    """Prints `reproduce.py: error: <message>` as one line on stderr and exits."""
+    print(f'{PROG}: error: ' + ' '.join(str(message).split()), file=sys.stderr)
+    sys.exit(status)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        fail(f'{message}; see python scripts/reproduce.py --help')
+
+
+def parse_args(argv):
+    p = _Parser(prog=PROG, description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog=__doc__[__doc__.index('\n') + 1:])
+    p.add_argument('names', nargs='*', metavar='NAME', help='experiments to run, in order (see --list); all: every one')
+    p.add_argument('--list', action='store_true', help='list the experiments and their flags, then exit')
+    p.add_argument('--logdir_root', help=f'where each experiment gets its folder <NAME> (default logs, '
+                                         f'{SMOKE_ROOT} with --smoke)')
+    p.add_argument('--data_dir', default='', help='Omniglot / MiniImagenet files (main.py --data_dir; '
+                                                  'default ./data/..., see docs/DATA.md)')
+    p.add_argument('--iterations', type=int, help='train to this many iterations instead of the paper\'s count')
+    p.add_argument('--smoke', action='store_true', help=f'{SMOKE_ITERATIONS} iterations, no XLA, '
+                                                        f'{SMOKE_TEST_TASKS} test tasks')
+    p.add_argument('--dry_run', action='store_true', help='print the train and test commands, run nothing')
+    args = p.parse_args(argv)
+    if args.names == ['all']:
+        args.names = list(EXPERIMENTS)
+    unknown = [n for n in args.names if n not in EXPERIMENTS]
+    if unknown:
+        p.error(f'unknown experiment {unknown[0]!r} (known: {", ".join(EXPERIMENTS)})')
+    if not args.names and not args.list:
+        p.error('name at least one experiment, or pass --list')
+    if args.iterations is not None and args.iterations < 1:
+        p.error(f'--iterations={args.iterations} must be >= 1')
+    if args.iterations is not None and args.smoke:
+        p.error('--iterations and --smoke both set the iteration count; pass one of them')
+    if args.data_dir and not os.path.isdir(args.data_dir):
+        p.error(f'--data_dir={args.data_dir} is not a folder')
+    if args.logdir_root is None:
+        args.logdir_root = SMOKE_ROOT if args.smoke else 'logs'
+    return args
+
+
+def list_experiments():
+    """One block per experiment: name, title, paper numbers, training flags."""
+    lines = []
+    for e in EXPERIMENTS.values():
+        paper = ', '.join(f'{r.step} steps {r.mean}' + ('' if r.ci is None else f' ± {r.ci}')
+                          for r in e.paper) or 'none'
+        lines.append(f'{e.name}: {e.title}; paper ({e.paper_source}): {paper}')
+        lines.append('    python main.py ' + ' '.join(e.flags))
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.list:
+        print(list_experiments())
+        return 0
+    try:
+        for name in args.names:   # every command is checked before anything runs
+            e = EXPERIMENTS[name]
+            train = train_flags(e, os.path.join(args.logdir_root, name), args.data_dir, args.iterations, args.smoke)
+            parse_config(train)
+            parse_config(test_flags(e, train))
+            if args.dry_run:
+                tasks = SMOKE_TEST_TASKS if args.smoke else None
+                print(shown_command(train, tasks))
+                print(shown_command(test_flags(e, train), tasks))
+        if args.dry_run:
+            return 0
+        try:
+            os.makedirs(args.logdir_root, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f'cannot create --logdir_root={args.logdir_root} ({err.strerror}); '
+                             f'choose another folder') from None
+    except UsageError as e:
+        fail(e)
+    for name in args.names:
+        status = run_experiment(EXPERIMENTS[name], args.logdir_root, args.data_dir, args.iterations, args.smoke)
+        if status:
+            return status
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
