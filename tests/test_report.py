@@ -1,0 +1,246 @@
+"""scripts/report.py: the Markdown results table from synthetic logs, exactly; agreement rule; bad input."""
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+SCRIPT = os.path.join(REPO, 'scripts', 'report.py')
+sys.path.insert(0, os.path.join(REPO, 'scripts'))
+spec = importlib.util.spec_from_file_location('report', SCRIPT)
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
+reproduce = report.reproduce
+
+MACHINE = {'cpu': 'Test CPU', 'logical_cpus': 2, 'avx512': True, 'virtual_machine': True, 'gpu': 'none',
+           'tensorflow': '2.21.0 (tensorflow)', 'python': '3.11.7', 'os': 'Linux'}
+
+
+def write_csv(path, mean, ci):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['update' + str(i) for i in range(len(mean))])
+        w.writerow(mean)
+        w.writerow([10 * c for c in ci])        # std: not used by the report
+        w.writerow(ci)
+
+
+def write_checkpoint(exp_dir, itr, mtime):
+    os.makedirs(exp_dir, exist_ok=True)
+    with open(os.path.join(exp_dir, 'checkpoint'), 'w') as f:
+        f.write(f'model_checkpoint_path: "model{itr}"\nall_model_checkpoint_paths: "model{itr}"\n')
+    index = os.path.join(exp_dir, f'model{itr}.index')
+    open(index, 'w').close()
+    os.utime(index, (mtime, mtime))
+
+
+def session(phase, start, end, wall, **extra):
+    return {'phase': phase, 'command': 'python main.py ...', 'git_commit': 'abc1234', 'start': start, 'end': end,
+            'wall_s': wall, 'returncode': 0 if end else None, **extra}
+
+
+def synthetic_logs(root):
+    """Four experiments: sinusoid K=5 done, Omniglot 5-way without run.json, 20-way trained on after its
+    test, MiniImagenet interrupted before its test."""
+    logs = root / 'logs'
+    # sine_k5_maml: trained 70000 iterations and tested
+    sine = logs / 'sine_k5_maml' / 'cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm'
+    write_checkpoint(str(sine), 69999, 1000)
+    write_csv(str(sine / 'test_ubs5_stepsize0.01.csv'),
+              [3.0, 0.5, 0.45, 0.4, 0.39, 0.38, 0.37, 0.36, 0.35, 0.34, 0.36],
+              [0.2, 0.05, 0.04, 0.03, 0.03, 0.031, 0.03, 0.02, 0.02, 0.02, 0.02])
+    (logs / 'sine_k5_maml' / 'run.json').write_text(json.dumps({
+        'experiment': 'sine_k5_maml', 'smoke': False, 'machine': MACHINE,
+        'train_command': 'python main.py --datasource=sinusoid --logdir=logs/sine_k5_maml',
+        'test_command': 'python main.py --datasource=sinusoid --logdir=logs/sine_k5_maml --train=False',
+        'exp_dir': 'sine_k5_maml/cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm',
+        'test_csv': 'sine_k5_maml/cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm/test_ubs5_stepsize0.01.csv',
+        'planned_iterations': 70000, 'notes': ['A note.'],
+        'sessions': [session('train', '2026-01-01T00:00:00+00:00', '2026-01-01T00:10:00+00:00', 600.0,
+                             iterations_before=0, iterations_after=70000, load_average_start=[1.04, 1, 1],
+                             load_average_end=[2.0, 1, 1]),
+                     session('test', '2026-01-01T00:10:00+00:00', '2026-01-01T00:10:20+00:00', 20.4,
+                             checkpoint='model69999', iterations=70000, test_tasks=600)]}))
+    # omniglot_5w1s: no run.json; the CSV is newer than the latest checkpoint
+    omni = logs / 'omniglot_5w1s' / 'cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm'
+    write_checkpoint(str(omni), 4999, 1000)
+    write_csv(str(omni / 'test_ubs1_stepsize0.4.csv'), [0.2] + [0.985] * 10, [0.013] + [0.004] * 10)
+    os.utime(omni / 'test_ubs1_stepsize0.4.csv', (2000, 2000))
+    # omniglot_20w1s: tested at 2000 iterations, trained on to 3000
+    o20 = logs / 'omniglot_20w1s' / 'cls_20.mbs_16.ubs_1.numstep5.updatelr0.1batchnorm'
+    write_checkpoint(str(o20), 2999, 3000)
+    write_csv(str(o20 / 'test_ubs1_stepsize0.1.csv'), [0.05] + [0.9] * 10, [0.001] + [0.01] * 10)
+    (logs / 'omniglot_20w1s' / 'run.json').write_text(json.dumps({
+        'experiment': 'omniglot_20w1s', 'smoke': True, 'machine': dict(MACHINE, cpu='Other CPU', avx512=False),
+        'planned_iterations': 60000,
+        'sessions': [session('train', 'a', 'b', 3600.0, iterations_before=0, iterations_after=2000),
+                     session('test', 'c', 'd', 30.0, checkpoint='model1999', iterations=2000, test_tasks=10),
+                     session('train', 'e', 'f', 1800.0, iterations_before=2000, iterations_after=3000)]}))
+    # mini_5w1s: training interrupted, nothing tested
+    mini = logs / 'mini_5w1s' / 'cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolbatchnorm'
+    write_checkpoint(str(mini), 999, 1000)
+    (logs / 'mini_5w1s' / 'run.json').write_text(json.dumps({
+        'experiment': 'mini_5w1s', 'machine': MACHINE, 'planned_iterations': 60000,
+        'sessions': [session('train', 'g', None, None, iterations_before=0)]}))
+    return logs
+
+
+NOT_RUN = ('sine_k5_pretrained, sine_k5_oracle, sine_k10_maml, sine_k10_pretrained, sine_k10_oracle, sine_k20_maml, '
+           'sine_k20_pretrained, sine_k20_oracle, omniglot_5w5s, omniglot_20w5s, omniglot_fc_5w1s, omniglot_fc_5w5s, '
+           'mini_5w1s_fo, mini_5w5s, mini_5w5s_fo')
+
+EXPECTED_HEAD = """# Results of real runs
+
+Generated by `scripts/report.py` from the logs that `scripts/reproduce.py` writes (regenerate with `python scripts/report.py --logdir logs --out docs/RESULTS.md`); every number below is read from the files named in its section. Each experiment is `python scripts/reproduce.py NAME` (list: `--list`), which runs the two main.py commands shown in its section.
+
+Machines: Test CPU, 2 logical CPUs, AVX-512, virtual machine, GPU: none, TensorFlow 2.21.0 (tensorflow), Python 3.11.7; not recorded; Other CPU, 2 logical CPUs, virtual machine, GPU: none, TensorFlow 2.21.0 (tensorflow), Python 3.11.7.
+
+## Summary
+
+Ours: mean over the test tasks ± 95% confidence interval (1.96·std/√tasks; 600 tasks, the original protocol) from main.py's test CSV, after the number of inner steps the paper reports (accuracy in %, mean squared error for sinusoid). Paper: Finn et al. 2017, ± its 95% CI. Difference: ours − paper. Within CI: |difference| ≤ our CI + the paper's CI, i.e. the intervals overlap; * where the paper gives no interval (only our CI counts). Iterations: trained when tested / the paper's count. Train wall: completed training sessions.
+
+| experiment | inner steps | ours | paper | difference | within CI | iterations | train wall |
+|---|---|---|---|---|---|---|---|
+| sine_k5_maml | 1 | 0.500 ± 0.050 | 0.67 | -0.170 | no* | 70000 / 70000 | 10m00s |
+| sine_k5_maml | 5 | 0.380 ± 0.031 | 0.38 | +0.000 | yes* | 70000 / 70000 | 10m00s |
+| sine_k5_maml | 10 | 0.360 ± 0.020 | 0.35 | +0.010 | yes* | 70000 / 70000 | 10m00s |
+| omniglot_5w1s | 3 | 98.50 ± 0.40 | 98.7 ± 0.4 | -0.20 | yes | 5000 / 60000 | — |
+| omniglot_20w1s (smoke) | 5 | 90.00 ± 1.00 | 95.8 ± 0.3 | -5.80 | no | 2000 / 60000 | 1h30m00s |
+| mini_5w1s | 10 | — | 48.70 ± 1.84 | — | — | 1000 / 60000 (not tested) | — |
+
+Not run: """ + NOT_RUN + """.
+
+## Settings
+
+The paper's hyperparameters; where the original's usage notes differ:
+
+"""
+
+EXPECTED_RUNS = """## Runs
+
+### sine_k5_maml: sinusoid 5-shot, MAML
+
+```bash
+python main.py --datasource=sinusoid --logdir=logs/sine_k5_maml
+python main.py --datasource=sinusoid --logdir=logs/sine_k5_maml --train=False
+```
+
+- Run folder: `logs/sine_k5_maml/cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm`
+- Iterations trained: 70000 of 70000 in the latest checkpoint
+- Training wall time (completed sessions): 10m00s
+- train: 2026-01-01T00:00:00+00:00 to 2026-01-01T00:10:00+00:00, wall 10m00s, iterations 0 → 70000, load average 1.0 at start, 2.0 at end, commit `abc1234`
+- test: 2026-01-01T00:10:00+00:00 to 2026-01-01T00:10:20+00:00, wall 20s, checkpoint model69999 (70000 iterations), 600 tasks, commit `abc1234`
+- Machine: Test CPU, 2 logical CPUs, AVX-512, virtual machine, GPU: none, TensorFlow 2.21.0 (tensorflow), Python 3.11.7
+- A note.
+
+Test MSE after each number of inner steps, mean ± 95% CI, from `logs/sine_k5_maml/cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm/test_ubs5_stepsize0.01.csv`:
+
+| inner steps | 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+| ours | 3.000 ± 0.200 | 0.500 ± 0.050 | 0.450 ± 0.040 | 0.400 ± 0.030 | 0.390 ± 0.030 | 0.380 ± 0.031 | 0.370 ± 0.030 | 0.360 ± 0.020 | 0.350 ± 0.020 | 0.340 ± 0.020 | 0.360 ± 0.020 |
+
+### omniglot_5w1s: Omniglot 5-way 1-shot
+
+No run record (run.json); the run was not made by reproduce.py.
+
+- Run folder: `logs/omniglot_5w1s/cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm`
+- Iterations trained: 5000 of 60000 in the latest checkpoint
+
+Test accuracy (%) after each number of inner steps, mean ± 95% CI, from `logs/omniglot_5w1s/cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm/test_ubs1_stepsize0.4.csv`:
+
+| inner steps | 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+| ours | 20.00 ± 1.30 | 98.50 ± 0.40 | 98.50 ± 0.40 | 98.50 ± 0.40 | 98.50 ± 0.40 | 98.50 ± 0.40 | 98.50 ± 0.40 | 98.50 ± 0.40 | 98.50 ± 0.40 | 98.50 ± 0.40 | 98.50 ± 0.40 |
+
+### omniglot_20w1s: Omniglot 20-way 1-shot
+
+A smoke run (a check of the pipeline, not a result).
+
+- Run folder: `logs/omniglot_20w1s/cls_20.mbs_16.ubs_1.numstep5.updatelr0.1batchnorm`
+- Iterations trained: 3000 of 60000 in the latest checkpoint; the test used 2000
+- Training wall time (completed sessions): 1h30m00s
+- train: a to b, wall 1h00m00s, iterations 0 → 2000, commit `abc1234`
+- test: c to d, wall 30s, checkpoint model1999 (2000 iterations), 10 tasks, commit `abc1234`
+- train: e to f, wall 30m00s, iterations 2000 → 3000, commit `abc1234`
+- Machine: Other CPU, 2 logical CPUs, virtual machine, GPU: none, TensorFlow 2.21.0 (tensorflow), Python 3.11.7
+
+Test accuracy (%) after each number of inner steps, mean ± 95% CI, from `logs/omniglot_20w1s/cls_20.mbs_16.ubs_1.numstep5.updatelr0.1batchnorm/test_ubs1_stepsize0.1.csv`:
+
+| inner steps | 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+| ours | 5.00 ± 0.10 | 90.00 ± 1.00 | 90.00 ± 1.00 | 90.00 ± 1.00 | 90.00 ± 1.00 | 90.00 ± 1.00 | 90.00 ± 1.00 | 90.00 ± 1.00 | 90.00 ± 1.00 | 90.00 ± 1.00 | 90.00 ± 1.00 |
+
+### mini_5w1s: MiniImagenet 5-way 1-shot
+
+- Run folder: `logs/mini_5w1s/cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolbatchnorm`
+- Iterations trained: 1000 of 60000 in the latest checkpoint
+- train: g to ?, wall no end recorded (interrupted or running), iterations 0 → ?, commit `abc1234`
+- Machine: Test CPU, 2 logical CPUs, AVX-512, virtual machine, GPU: none, TensorFlow 2.21.0 (tensorflow), Python 3.11.7
+
+Not tested yet.
+"""
+
+
+def test_report_of_synthetic_logs_is_exact(tmp_path):
+    logs = synthetic_logs(tmp_path)
+    expected = EXPECTED_HEAD + ''.join('- ' + n + '\n' for n in reproduce.NOTES) + '\n' + EXPECTED_RUNS
+    assert report.report(str(logs)) == expected
+
+
+def test_cli_writes_the_file(tmp_path):
+    logs = synthetic_logs(tmp_path)
+    out = tmp_path / 'RESULTS.md'
+    r = subprocess.run([sys.executable, SCRIPT, '--logdir', str(logs), '--out', str(out)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert out.read_text() == report.report(str(logs))
+
+
+@pytest.mark.parametrize('ours, ci, paper, paper_ci, within', [
+    (0.985, 0.004, '98.7', '0.4', 'yes'),      # |-0.2| <= 0.4 + 0.4
+    (0.978, 0.004, '98.7', '0.4', 'no'),       # |-0.9| >  0.8
+    (0.50, 0.05, '0.67', None, 'no*'),         # no paper interval: only ours
+    (0.66, 0.05, '0.67', None, 'yes*'),
+    (float('nan'), 0.0, '0.67', None, 'no*'),  # a diverged mean never agrees
+])
+def test_within_combined_ci(ours, ci, paper, paper_ci, within):
+    name = 'omniglot_5w1s' if paper_ci else 'sine_k5_maml'
+    e = reproduce.Experiment(name, 't', reproduce.EXPERIMENTS[name].flags, (reproduce.PaperResult(3, paper, paper_ci),))
+    info = dict(mean=[ours] * 11, ci95=[ci] * 11, tested=1, latest=1, planned=1, train_wall=0, record={})
+    assert report.summary_rows(e, info)[0].split(' | ')[5] == within
+
+
+def test_number_formats():
+    assert report.fmt('accuracy', 0.94833255) == '94.83'
+    assert report.fmt('mse', 0.3024) == '0.302'
+    assert report.fmt('mse', 1.9e8) == '1.9e+08'
+    assert report.fmt('mse', float('nan')) == 'nan'
+    assert report.fmt('mse', -0.0864, signed=True) == '-0.086'
+    assert report.duration(2994) == '49m54s' and report.duration(3725) == '1h02m05s' and report.duration(20.4) == '20s'
+
+
+def test_bad_csv_is_one_line_and_writes_nothing(tmp_path):
+    logs = synthetic_logs(tmp_path)
+    bad = logs / 'omniglot_5w1s' / 'cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm' / 'test_ubs1_stepsize0.4.csv'
+    bad.write_text('update0,update1\n0.2\n')
+    out = tmp_path / 'RESULTS.md'
+    r = subprocess.run([sys.executable, SCRIPT, '--logdir', str(logs), '--out', str(out)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [f'report.py: error: cannot read {bad} (not the header update0..updateT and '
+                                     f'three rows); run the test again (reproduce.py NAME, or main.py --train=False)']
+    assert not out.exists() and sorted(os.listdir(tmp_path)) == ['logs']
+
+
+def test_missing_logdir_is_one_line(tmp_path):
+    r = subprocess.run([sys.executable, SCRIPT, '--logdir', str(tmp_path / 'nowhere')], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [f'report.py: error: --logdir={tmp_path / "nowhere"} is not a folder; '
+                                     f'see python scripts/report.py --help']
