@@ -44,6 +44,8 @@ class Config:
     num_query: int = -1                  # query examples per class; -1: the original's choice
     num_train_classes: int = -1          # Omniglot split sizes; -1: the original 1100 / 100 / rest
     num_val_classes: int = -1
+    tf1_checkpoint: str = ''             # a checkpoint of the original TF1 code to test or train from
+    export_tf1: str = ''                 # write the weights as a TF1 checkpoint here (a prefix) at the end
 
     def replace(self, **changes):
         """Returns a copy with `changes` applied (the config itself never mutates)."""

@@ -109,6 +109,11 @@ def define_flags(flag_values=FLAGS):
                          'Omniglot meta-train characters; -1: the original 1100', **f)
     flags.DEFINE_integer('num_val_classes', d.num_val_classes,
                          'Omniglot meta-validation characters; -1: the original 100', **f)
+    flags.DEFINE_string('tf1_checkpoint', d.tf1_checkpoint,
+                        'a checkpoint of the original TF1 code (prefix, e.g. DIR/model59000, or a directory '
+                        'with a `checkpoint` file) to test (--train=False) or to continue training from', **f)
+    flags.DEFINE_string('export_tf1', d.export_tf1, 'at the end, write the weights as a TF1 checkpoint with '
+                        'this prefix (e.g. DIR/model59999), readable by the original code', **f)
 
 
 define_flags()
@@ -305,6 +310,64 @@ class Checkpointer:
         _atomic_write(os.path.join(self.directory, CHECKPOINT_STATE), lambda f: f.write('\n'.join(lines) + '\n'))
 
 
+# ------------------------------------------------------------------------------------ TF1 checkpoints
+def check_tf1_paths(config, exp_dir):
+    """Returns the prefix `--tf1_checkpoint` names (None without it); checks `--export_tf1`.
+
+    Raises UsageError, before anything is read or written, for a checkpoint that does not exist, a
+    native checkpoint the flags would also load (`--test_iter`; `--resume` with one in `exp_dir`),
+    and an export prefix that is a directory, unwritable, or inside the experiment directory.
+    """
+    import tf1_checkpoint as tf1_lib
+    prefix = None
+    if config.tf1_checkpoint:
+        try:
+            prefix = tf1_lib.resolve(config.tf1_checkpoint)
+        except tf1_lib.Error as e:
+            raise UsageError(f'--tf1_checkpoint={config.tf1_checkpoint}: {e}') from None
+        if config.test_iter > 0:
+            raise UsageError(f'--test_iter={config.test_iter} picks a maml-tf2 checkpoint, --tf1_checkpoint another '
+                             f'one; drop one of the two flags')
+        native = latest_checkpoint(exp_dir)
+        if config.train and config.resume and native:
+            raise UsageError(f'--tf1_checkpoint and --resume=True, but {exp_dir} already has {native}; pass '
+                             f'--resume=False to start from the TF1 checkpoint, or drop --tf1_checkpoint to resume')
+    if config.export_tf1:
+        what = '--export_tf1=' + config.export_tf1
+        if config.export_tf1.endswith(os.sep) or os.path.isdir(config.export_tf1):
+            raise UsageError(f'{what} is a directory; give a checkpoint prefix such as '
+                             f'{os.path.join(config.export_tf1, "model<itr>")}')
+        directory = os.path.dirname(os.path.abspath(config.export_tf1))
+        if directory == os.path.abspath(exp_dir):
+            raise UsageError(f'{what} is in the experiment directory, whose `checkpoint` file lists maml-tf2\'s '
+                             f'checkpoints; export into another directory')
+        _check_writable_dir(directory, what)
+    return prefix
+
+
+def load_tf1(experiment, prefix):
+    """Loads the TF1 checkpoint `prefix` into the model; returns the iterations to count as done.
+
+    When training, those are N + 1 for a file `model<N>` (the original continued at N from the
+    name; it saved `model<N>` after iteration N), with fresh Adams and data stream, as the
+    original's restore had; testing needs none.
+    """
+    import tf1_checkpoint as tf1_lib
+    try:
+        ignored = tf1_lib.load(experiment.model, prefix)
+    except tf1_lib.Error as e:
+        raise UsageError(f'--tf1_checkpoint={experiment.config.tf1_checkpoint}: {e}') from None
+    print('Restoring model weights from ' + prefix)
+    if ignored:
+        print(f'[maml-tf2] not loaded from the TF1 checkpoint (optimizer state / moving statistics, unused by the '
+              f'original\'s model): {len(ignored)} variables, e.g. {ignored[0]}')
+    done = tf1_lib.iterations_done(prefix) if experiment.run_config.train else 0
+    if done:
+        print(f'[maml-tf2] continuing training at iteration {done} (from the name {os.path.basename(prefix)}), '
+              f'with fresh Adam optimizers')
+    return done
+
+
 # ------------------------------------------------------------------------------------ set-up
 @dataclasses.dataclass
 class Experiment:
@@ -320,40 +383,44 @@ class Experiment:
 
 
 def prepare(config):
-    """Checks `config`, builds the data generator and the model, restores the checkpoint to resume or test.
+    """Checks `config`, builds the data generator and the model, restores the checkpoint to resume or test
+    (`--tf1_checkpoint`: that TF1 checkpoint instead of the experiment's own).
 
     Writes nothing. Raises UsageError (or data_generator.DataError) for anything the user can fix.
     """
     check_config(config)
     rc = run_config(config)
     exp_dir = os.path.join(config.logdir, config_lib.exp_string(config))
+    tf1_file = check_tf1_paths(config, exp_dir)
     import data_generator as data_lib
     # examples per class (per task for sinusoid) as the original chose them: 2K, or K + 15 when
     # training on MiniImagenet; K + --num_query if given
     data_generator = data_lib.DataGenerator(data_lib.num_samples_per_class(rc), rc.meta_batch_size, rc)
 
     model_file = None
-    if rc.resume or not rc.train:
+    if not tf1_file and (rc.resume or not rc.train):
         model_file = latest_checkpoint(exp_dir)
         if rc.test_iter > 0:
             model_file = checkpoint_path(exp_dir, rc.test_iter)
             if not checkpoint_exists(model_file):
                 raise UsageError(f'no checkpoint {model_file} (--test_iter={rc.test_iter}); pick an iteration '
                                  f'that was saved (see {os.path.join(exp_dir, CHECKPOINT_STATE)}) or -1 for the latest')
-    if not rc.train and model_file is None:
+    if not rc.train and model_file is None and not tf1_file:
         raise UsageError(f'no checkpoint to test in {exp_dir}; train first with the same flags '
-                         f'(without --train=False), or point --logdir at the training run')
+                         f'(without --train=False), point --logdir at the training run, or pass --tf1_checkpoint')
     _check_writable_dir(exp_dir, '--logdir=' + config.logdir)
 
     from maml import MAML
     dim_input = 3 if rc.baseline == 'oracle' else data_generator.dim_input
     model = MAML(dim_input, data_generator.dim_output, config_lib.test_num_updates(rc), rc)
     checkpointer = Checkpointer(model, data_generator, exp_dir)
-    start_itr = 0
-    if model_file:
+    experiment = Experiment(config, rc, exp_dir, data_generator, model, checkpointer, 0, model_file or tf1_file)
+    if tf1_file:
+        experiment.start_itr = load_tf1(experiment, tf1_file)
+    elif model_file:
         print('Restoring model weights from ' + model_file)
-        start_itr = checkpointer.restore(model_file, restore_data=rc.train)
-    return Experiment(config, rc, exp_dir, data_generator, model, checkpointer, start_itr, model_file)
+        experiment.start_itr = checkpointer.restore(model_file, restore_data=rc.train)
+    return experiment
 
 
 def _split(inputs, labels, rows_a):
@@ -556,6 +623,10 @@ def test(experiment):
     print((means, stds, ci95))
 
     prefix = test_file_prefix(e.config)
+    try:   # exists unless the weights came from --tf1_checkpoint
+        os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    except OSError as err:
+        raise UsageError(f'cannot create {os.path.dirname(prefix)} ({err.strerror}); choose another --logdir') from None
 
     def write_csv(f):
         writer = csv.writer(f, delimiter=',')
@@ -572,9 +643,11 @@ def test(experiment):
 def run(config, intervals=None):
     """What `python main.py` does with `config`: trains or tests."""
     experiment = prepare(config)
-    if config.train:
-        return train(experiment, intervals)
-    return test(experiment)
+    result = train(experiment, intervals) if config.train else test(experiment)
+    if config.export_tf1:
+        import tf1_checkpoint as tf1_lib
+        print('[maml-tf2] wrote TF1 checkpoint ' + tf1_lib.export(experiment.model, config.export_tf1))
+    return result
 
 
 def fail(message, status=2):
