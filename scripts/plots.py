@@ -14,16 +14,18 @@ EXP_DIR is one run's `<logdir>/<exp_string>` folder, as main.py writes it.
           x in [-5, 5]: one panel per model and K.
   mse     (Figure 3) the test results `test_ubs<K>_stepsize<lr>.csv` (mean, std, ci95 rows; the
           `.pkl` when there is no CSV) against the number of inner steps, mean +- 95% CI, one
-          panel per K; the oracle as a horizontal line at its pre-update value (it is given the
-          amplitude and phase, it needs no adaptation). Accuracy for classification runs.
+          panel per K tested; the oracle as a horizontal line at its pre-update value (it is
+          given the amplitude and phase, it needs no adaptation). --accuracy for classification.
   curves  pre- and post-update loss (and accuracy) against the iteration from the run's
           TensorBoard event files (metatrain_ solid, metaval_ dashed), one PNG per run; the
           faint lines are the raw values (every 100 iterations), the solid ones their running
           mean over --smooth points.
-  all     (the default) every run under --logs in the layout `logs/<experiment>/<exp_string>/`:
-          curves for each, and for each sinusoid group `sine_k<K>_{maml,pretrained,oracle}` the
-          fits and mse figures (`sine_k<K>_fits.png`, `sine_k<K>_mse.png`), for other runs with
-          test results `<experiment>_test.png`; into the folder --out.
+  all     (the default) every run under --logs in the layout `logs/<experiment>/<exp_string>/`
+          into the folder --out: `curves_<experiment>.png` for each; `<experiment>_test.png`
+          (accuracy vs steps) for the others with test results; and over the sinusoid groups
+          `sine_k<K>_{maml,pretrained,oracle}`, `sine_fits.png` (a row per K with a MAML and a
+          pretrained run, each row from the runs trained with that K) and `sine_mse.png` (a
+          panel per K: that group's results of tests with that K).
 
 The model and config come from main.py (`prepare` restores the checkpoint; the Config is parsed
 back from the experiment name, so no flags need repeating). A bad argument stops with one line,
@@ -268,38 +270,45 @@ def _save(fig, out):
     return out
 
 
-def fits_figure(models, ks=(5, 10), seed=0):
-    """The Figure 2 figure: rows K in `ks`, one column per (label, exp_dir) of `models`.
+def fits_figure(rows, seed=0):
+    """The Figure 2 figure: one row per (K, [(label, exp_dir), ...]) of `rows`, one panel per run.
 
-    Each panel: the true sinusoid, the K points, and the model's predictions before and after 1
-    and 10 inner steps (4 lines and 1 scatter). Returns the matplotlib Figure.
+    Each panel: the true sinusoid, its first K points, and the run's predictions before and
+    after 1 and 10 inner steps on them (4 lines and 1 scatter); every row shows the same
+    sinusoid (see sine_task). Returns the matplotlib Figure.
     """
     plt = _pyplot()
-    tasks = {k: sine_task(seed, k) for k in ks}
-    restored = []
-    for label, exp_dir in models:
-        if config_from_exp_dir(exp_dir).baseline == 'oracle':
-            raise UsageError(f'{exp_dir} is an oracle run (its inputs include amplitude and phase); '
-                             f'fits takes MAML and pretrained runs')
-        experiment, iterations = restore_sinusoid(exp_dir)
-        restored.append((label, experiment.model, iterations))
-    fig, axes = plt.subplots(len(ks), len(models), figsize=(4.8 * len(models), 3.4 * len(ks)),
-                             squeeze=False, sharex=True)
+    restored = {}
+    for _, models in rows:
+        for _, exp_dir in models:
+            config = config_from_exp_dir(exp_dir)
+            if config.baseline == 'oracle':
+                raise UsageError(f'{exp_dir} is an oracle run (its inputs include amplitude and phase); '
+                                 f'fits takes MAML and pretrained runs')
+            if exp_dir not in restored:
+                experiment, iterations = restore_sinusoid(exp_dir)
+                restored[exp_dir] = (experiment.model, iterations, config.update_batch_size)
+    cols = max(len(models) for _, models in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(4.8 * cols, 3.4 * len(rows)), squeeze=False, sharex=True)
     styles = {0: dict(color='tab:green', ls=':', label='pre-update'),
               1: dict(color='tab:cyan', ls='--', label='1 grad step'),
               10: dict(color='tab:blue', ls='-', label='10 grad steps')}
-    for row, k in enumerate(ks):
-        amp, phase, x, y = tasks[k]
-        for col, (label, model, iterations) in enumerate(restored):
+    for row, (k, models) in enumerate(rows):
+        amp, phase, x, y = sine_task(seed, k)
+        for col, (label, exp_dir) in enumerate(models):
+            model, iterations, trained_k = restored[exp_dir]
             ax = axes[row, col]
             ax.plot(GRID, amp * np.sin(GRID - phase), color='tab:red', lw=2, label='ground truth')
             for j, pred in fit_curves(model, x, y).items():
                 ax.plot(GRID, pred, **styles.get(j, dict(label=f'{j} grad steps')))
             ax.scatter(x, y, marker='^', color='purple', s=50, zorder=3, label='used for grad')
-            ax.set_title(f'{label}, K={k} ({iterations} it., α={model.update_lr:g})', fontsize=10)
+            trained = '' if trained_k == k else f', trained K={trained_k}'
+            ax.set_title(f'{label}, K={k} ({iterations} it.{trained}, α={model.update_lr:g})', fontsize=10)
             ax.set_xlim(-5, 5)
-            if row == len(ks) - 1:
+            if row == len(rows) - 1:
                 ax.set_xlabel('x')
+        for col in range(len(models), cols):
+            axes[row, col].set_visible(False)
     axes[0, 0].legend(fontsize=8, loc='lower left')
     fig.tight_layout()
     return fig
@@ -312,30 +321,33 @@ def off_scale_from(values, top):
     return int(bad[0]) if bad.size else None
 
 
-def mse_figure(runs, oracle=None, accuracy=False):
+def mse_panels(runs, oracle=None):
+    """[(K, runs, oracle)]: one mse_figure panel for every K that one of `runs` [(label, exp_dir)] was tested with."""
+    ks = sorted({k for _, exp_dir in runs for k, _ in read_test_results(exp_dir)})
+    return [(k, runs, oracle) for k in ks]
+
+
+def mse_figure(panels, accuracy=False):
     """The Figure 3 figure: test result vs number of inner steps, mean and 95% CI band, one panel per K.
 
-    `runs`: [(label, exp_dir)]; `oracle`: an oracle run's exp_dir or None (drawn as a horizontal
-    line at its pre-update mean); `accuracy`: the results are accuracies (classification).
-    For MSE the y axis ends at 1.15 x the highest pre-update mean + CI: one diverging task
-    (possible at a fixed step size) makes a mean huge or inf from some step on, and such a
-    curve's label says from which step it is off the scale. Returns the matplotlib Figure.
-    Raises UsageError when a run has no test results.
+    `panels`: [(K, [(label, exp_dir)], oracle exp_dir or None)]; each panel draws the runs'
+    results of tests with that K and the oracle's pre-update result as a horizontal dashed line
+    (the oracle is given amplitude and phase: it needs no adaptation). `accuracy`: the results
+    are accuracies (classification). For MSE the y axis ends at 1.15 x the highest pre-update
+    mean + CI: one diverging task (possible at a fixed step size) makes a mean huge or inf from
+    some step on, and such a curve's label says from which step it is off the scale. Returns
+    the matplotlib Figure. Raises UsageError when a run has no test results with the panel's K.
     """
     plt = _pyplot()
-    results = []
-    for label, exp_dir in runs:
-        found = read_test_results(exp_dir)
-        if not found:
-            raise UsageError(f'no test results (test_ubs<K>_stepsize<lr>.csv) in {exp_dir}; '
-                             f'run main.py with the same flags and --train=False first')
-        results.append((label, found))
-    oracle_found = read_test_results(oracle) if oracle else {}
-    ks = sorted({k for _, found in results for k, _ in found})
-    fig, axes = plt.subplots(1, len(ks), figsize=(5.2 * len(ks), 3.8), squeeze=False)
-    for ax, k in zip(axes[0], ks):
-        curves = [(label if sum(key[0] == k for key in found) == 1 else f'{label}, α={key[1]}', found[key])
-                  for label, found in results for key in sorted(found) if key[0] == k]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+    for ax, (k, runs, oracle) in zip(axes[0], panels):
+        curves = []
+        for label, exp_dir in runs:
+            found = {key: r for key, r in read_test_results(exp_dir).items() if key[0] == k}
+            if not found:
+                raise UsageError(f'no test results with K={k} (test_ubs{k}_stepsize<lr>.csv) in {exp_dir}; '
+                                 f'run main.py with the same flags and --train=False first')
+            curves += [(label if len(found) == 1 else f'{label}, α={key[1]}', r) for key, r in sorted(found.items())]
         top = None if accuracy else 1.15 * max(r['mean'][0] + r['ci95'][0] for _, r in curves)
         for name, r in curves:
             steps = np.arange(r['n_steps'] + 1)
@@ -346,11 +358,11 @@ def mse_figure(runs, oracle=None, accuracy=False):
             with np.errstate(invalid='ignore'):     # inf - inf of a diverged step: no band there
                 ax.fill_between(steps, r['mean'] - r['ci95'], r['mean'] + r['ci95'], color=line.get_color(),
                                 alpha=0.2)
-        for key in sorted(key for key in oracle_found if key[0] == k):
-            r = oracle_found[key]
-            m, c = r['mean'][0], r['ci95'][0]
-            ax.axhline(m, color='k', ls='--', label='oracle')
-            ax.axhspan(m - c, m + c, color='k', alpha=0.1)
+        for key, r in sorted(read_test_results(oracle).items() if oracle else []):
+            if key[0] == k:
+                m, c = r['mean'][0], r['ci95'][0]
+                ax.axhline(m, color='k', ls='--', label='oracle')
+                ax.axhspan(m - c, m + c, color='k', alpha=0.1)
         if top is not None:
             ax.set_ylim(0, top)
         ax.set_title(f'K={k}: test mean and 95% confidence interval', fontsize=10)
@@ -416,13 +428,16 @@ def curves_figure(exp_dir, title=None, smooth=10):
 
 
 def fits(maml, pretrained, out, ks=(5, 10), seed=0):
-    """Writes the fits figure of the runs `maml` and `pretrained` to `out`; returns `out`."""
-    return _save(fits_figure([('MAML', maml), ('pretrained', pretrained)], ks, seed), out)
+    """Writes the fits figure of the runs `maml` and `pretrained` (a row per K in `ks`) to `out`; returns `out`."""
+    return _save(fits_figure([(k, [('MAML', maml), ('pretrained', pretrained)]) for k in ks], seed), out)
 
 
 def mse(runs, out, oracle=None, accuracy=False):
-    """Writes the test-result-vs-steps figure of `runs` [(label, exp_dir)] to `out`; returns `out`."""
-    return _save(mse_figure(runs, oracle, accuracy), out)
+    """Writes the test-result-vs-steps figure of `runs` [(label, exp_dir)] (a panel per K tested) to `out`."""
+    if not any(read_test_results(exp_dir) for _, exp_dir in runs):
+        raise UsageError(f'no test results (test_ubs<K>_stepsize<lr>.csv) in {", ".join(d for _, d in runs)}; '
+                         f'run main.py with the same flags and --train=False first')
+    return _save(mse_figure(mse_panels(runs, oracle), accuracy), out)
 
 
 def curves(exp_dir, out, title=None, smooth=10):
@@ -448,7 +463,7 @@ def find_runs(logs):
     return runs
 
 
-def plot_all(logs, out_dir, ks=(5, 10), seed=0, smooth=10):
+def plot_all(logs, out_dir, seed=0, smooth=10):
     """Every figure for the runs under `logs` into `out_dir` (see the module doc); returns the files written.
 
     All figures are drawn before the first is saved, so a run that cannot be plotted stops the
@@ -461,7 +476,7 @@ def plot_all(logs, out_dir, ks=(5, 10), seed=0, smooth=10):
         raise UsageError(f'no runs under {logs} (expected {logs}/<experiment>/<exp_string>/ with event files '
                          f'or test results); train with main.py --logdir={logs}/<experiment> first')
     figures = []          # (file name, Figure)
-    groups = collections.defaultdict(dict)
+    groups = collections.defaultdict(dict)      # K -> {'maml' | 'pretrained' | 'oracle': exp_dir}
     for name, exp_dir in runs.items():
         m = SINE_GROUP.match(name)
         if m:
@@ -469,17 +484,20 @@ def plot_all(logs, out_dir, ks=(5, 10), seed=0, smooth=10):
         if event_files(exp_dir):
             figures.append((f'curves_{name}.png', curves_figure(exp_dir, name, smooth)))
         if not m and read_test_results(exp_dir):
-            figures.append((f'{name}_test.png', mse_figure([(name, exp_dir)], accuracy=True)))
-    for k, group in sorted(groups.items()):
-        if 'maml' in group and 'pretrained' in group:
-            figures.append((f'sine_k{k}_fits.png',
-                            fits_figure([('MAML', group['maml']), ('pretrained', group['pretrained'])], ks, seed)))
-        labelled = [(label, group[key]) for key, label in (('maml', 'MAML'), ('pretrained', 'pretrained'))
-                    if key in group and read_test_results(group[key])]
-        if labelled:
-            oracle = group.get('oracle')
-            figures.append((f'sine_k{k}_mse.png',
-                            mse_figure(labelled, oracle if oracle and read_test_results(oracle) else None)))
+            figures.append((f'{name}_test.png', mse_figure(mse_panels([(name, exp_dir)]), accuracy=True)))
+    models = (('maml', 'MAML'), ('pretrained', 'pretrained'))
+    rows = [(k, [(label, g[key]) for key, label in models]) for k, g in sorted(groups.items())
+            if 'maml' in g and 'pretrained' in g]
+    if rows:
+        figures.append(('sine_fits.png', fits_figure(rows, seed)))
+
+    def tested(key, k):
+        return key in groups[k] and any(kk == k for kk, _ in read_test_results(groups[k][key]))
+    panels = [(k, [(label, groups[k][key]) for key, label in models if tested(key, k)],
+               groups[k]['oracle'] if tested('oracle', k) else None) for k in sorted(groups)]
+    panels = [p for p in panels if p[1]]
+    if panels:
+        figures.append(('sine_mse.png', mse_figure(panels)))
     return [_save(fig, os.path.join(out_dir, name)) for name, fig in figures]
 
 
@@ -509,7 +527,7 @@ def parse_args(argv):
     p.add_argument('--oracle', help='mse: the oracle run folder (optional)')
     p.add_argument('--accuracy', action='store_true', help='mse: the results are accuracies (classification)')
     p.add_argument('--k', type=int, nargs='+', default=[5, 10], help='fits: K values, one row each')
-    p.add_argument('--seed', type=int, default=0, help='fits: seed of the test sinusoid')
+    p.add_argument('--seed', type=int, default=0, help='fits, all: seed of the test sinusoid')
     p.add_argument('--smooth', type=int, default=10, help='curves: running-mean window in summary points')
     args = p.parse_args(argv)
     if args.command != 'all' and not args.out:
@@ -545,8 +563,7 @@ def main(argv=None):
         elif args.command == 'curves':
             written = [curves(args.run[0], args.out, smooth=args.smooth)]
         else:
-            written = plot_all(args.logs, args.out or os.path.join('docs', 'figures'), tuple(args.k), args.seed,
-                               args.smooth)
+            written = plot_all(args.logs, args.out or os.path.join('docs', 'figures'), args.seed, args.smooth)
     except UsageError as e:
         fail(e)
     for path in written:

@@ -191,11 +191,11 @@ def test_result_reader_reads_the_csv_and_falls_back_to_the_pkl(logs):
 # ---------------------------------------------------------------------------- figures
 def test_fits_figure_has_a_panel_per_model_and_k(logs, tmp_path):
     models = [('MAML', _exp_dir(logs, 'sine_k10_maml')), ('pretrained', _exp_dir(logs, 'sine_k10_pretrained'))]
-    fig = plots.fits_figure(models, ks=(5, 10), seed=0)
+    fig = plots.fits_figure([(5, models), (10, models)], seed=0)
     axes = fig.axes
     assert len(axes) == 4
     for ax, (k, label) in zip(axes, [(5, 'MAML'), (5, 'pretrained'), (10, 'MAML'), (10, 'pretrained')]):
-        assert ax.get_title().startswith(f'{label}, K={k} (20 it.')
+        assert ax.get_title() == f'{label}, K={k} (20 it.{", trained K=10" if k == 5 else ""}, α=0.01)'
         assert _labels(ax) == ['ground truth', 'pre-update', '1 grad step', '10 grad steps']
         amp, phase, x, y = plots.sine_task(0, k)
         np.testing.assert_allclose(ax.lines[0].get_ydata(), amp * np.sin(plots.GRID - phase))
@@ -209,7 +209,7 @@ def test_fits_figure_has_a_panel_per_model_and_k(logs, tmp_path):
 
 def test_mse_figure_draws_the_results_with_bands_and_the_oracle(logs, tmp_path):
     runs = [('MAML', _exp_dir(logs, 'sine_k10_maml')), ('pretrained', _exp_dir(logs, 'sine_k10_pretrained'))]
-    fig = plots.mse_figure(runs, oracle=_exp_dir(logs, 'sine_k10_oracle'))
+    fig = plots.mse_figure(plots.mse_panels(runs, oracle=_exp_dir(logs, 'sine_k10_oracle')))
     (ax,) = fig.axes
     assert _labels(ax)[:2] == ['MAML', 'pretrained'] and _labels(ax)[2] == 'oracle'
     expected = plots.read_test_results(runs[0][1])[(10, '0.01')]['mean']
@@ -224,7 +224,7 @@ def test_mse_figure_marks_a_diverging_curve(tmp_path):
     exp_dir.mkdir()
     (exp_dir / 'test_ubs5_stepsize0.01.csv').write_text(
         'update0,update1,update2,update3\n3.0,1.0,6e18,inf\n1,1,1,inf\n0.1,0.1,0.1,inf\n')
-    (ax,) = plots.mse_figure([('MAML', str(exp_dir))]).axes
+    (ax,) = plots.mse_figure([(5, [('MAML', str(exp_dir))], None)]).axes
     assert _labels(ax) == ['MAML (off scale from step 2)']
     assert ax.get_ylim() == (0, pytest.approx(1.15 * 3.1))
 
@@ -268,9 +268,8 @@ def test_running_mean():
 # ---------------------------------------------------------------------------- CLI
 def test_all_writes_every_figure_of_the_layout(logs, tmp_path, capsys):
     out = tmp_path / 'figures'
-    assert plots.main(['all', '--logs', logs, '--out', str(out), '--k', '10']) == 0
-    expected = {'curves_sine_k10_maml.png', 'curves_sine_k10_pretrained.png', 'sine_k10_fits.png',
-                'sine_k10_mse.png'}
+    assert plots.main(['all', '--logs', logs, '--out', str(out)]) == 0
+    expected = {'curves_sine_k10_maml.png', 'curves_sine_k10_pretrained.png', 'sine_fits.png', 'sine_mse.png'}
     assert set(os.listdir(out)) == expected
     for name in expected:
         _check_png(out / name)
