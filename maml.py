@@ -7,8 +7,8 @@ differentiates through the inner gradients (second order) unless `stop_grad` cut
 
 Tasks are stacked: inputs are [B, rows, dim] and every weight carries a leading task axis
 [B, ...] (the meta-parameters broadcast to B copies), so the sum of the B task losses has the
-per-task gradients as its gradient and the whole meta-batch is one batched computation. The
-reference path (`batched=False`) runs the same code one task at a time under `tf.map_fn`, as
+per-task gradients as its gradient and the whole meta-batch is one batched computation (on a CPU,
+`task_groups` independent ones, so that both cores work). The reference path (`batched=False`) runs the same code one task at a time under `tf.map_fn`, as
 the original did.
 """
 import collections
@@ -43,9 +43,10 @@ class MAML(tf.Module):
     """
 
     def __init__(self, dim_input=1, dim_output=1, test_num_updates=5, config=Config(), dtype=tf.float32,
-                 batched=True):
+                 batched=True, task_groups=None):
         super().__init__(name='model')
         self.batched = batched
+        self.task_groups = default_task_groups() if task_groups is None else task_groups
         self.config = config
         self.dim_input, self.dim_output = dim_input, dim_output
         self.test_num_updates = test_num_updates
@@ -205,7 +206,7 @@ class MAML(tf.Module):
         """
         batch = int(inputa.shape[0])
         if self.batched:
-            out = self.task_metalearn(inputa, inputb, labela, labelb, self._task_weights(batch), num_updates)
+            out = self._grouped_metalearn(inputa, inputb, labela, labelb, num_updates)
         else:
             out = self._map_tasks(inputa, inputb, labela, labelb, num_updates)
         lossesb = tf.stack(out.lossesb)
@@ -216,6 +217,30 @@ class MAML(tf.Module):
         return MetaOutput(tf.reduce_sum(out.lossa) / batch,
                           tf.reduce_sum(tf.reshape(lossesb, [num_updates, -1]), 1) / batch,
                           total_acc1, total_accs2, out.lossa, lossesb, out.outputa, tf.stack(out.outputbs))
+
+    def _grouped_metalearn(self, inputa, inputb, labela, labelb, num_updates):
+        """`task_metalearn` on the meta-batch split into `task_groups` independent groups of tasks, its
+        TaskOutput concatenated back in task order.
+
+        Tasks never interact, so the split changes no value; it gives XLA's CPU runtime independent
+        chains of ops to run on separate cores, where one batched chain keeps one core mostly idle.
+        """
+        batch = int(inputa.shape[0])
+        groups = max(1, min(self.task_groups, batch))
+        if groups == 1:
+            return self.task_metalearn(inputa, inputb, labela, labelb, self._task_weights(batch), num_updates)
+        sizes = [batch // groups + (i < batch % groups) for i in range(groups)]
+        parts = zip(*(tf.split(t, sizes) for t in (inputa, inputb, labela, labelb)))
+        outs = [self.task_metalearn(*part, self._task_weights(size), num_updates)
+                for part, size in zip(parts, sizes)]
+
+        def concat(*values):
+            if values[0] is None:
+                return None
+            if isinstance(values[0], list):
+                return [tf.concat(v, 0) for v in zip(*values)]
+            return tf.concat(values, 0)
+        return TaskOutput(*(concat(*field) for field in zip(*outs)))
 
     def _map_tasks(self, inputa, inputb, labela, labelb, num_updates):
         """The reference path: one task at a time under tf.map_fn, as the original; TaskOutput stacked over tasks."""
@@ -277,6 +302,12 @@ class MAML(tf.Module):
         fn = self._compiled(f'evaluate{steps}', lambda a, la, b, lb: self.metalearn(a, la, b, lb, steps),
                             self.config.xla)
         return fn(inputa, labela, inputb, labelb)
+
+
+def default_task_groups():
+    """Task groups for the batched path: 1 on a GPU (one batched computation is fastest there), 2 on
+    a CPU (measured fastest on 2 cores: scripts/benchmark.py, docs/SPEED.md)."""
+    return 1 if tf.config.list_logical_devices('GPU') else 2
 
 
 def _signature(model, tasks, num_updates):
