@@ -106,7 +106,8 @@ def test_authors_checkpoint_with_other_flags_names_variable_shapes_and_flag(auth
 
 
 # ---------------------------------------------------------------------------- (2) golden losses
-@pytest.mark.parametrize('case', ['sine_K10', 'omni_5w1s_bn', pytest.param('mini_5w1s_maxpool', marks=pytest.mark.slow)])
+@pytest.mark.parametrize('case', ['sine_K10', 'omni_5w1s_bn',
+                                  pytest.param('mini_5w1s_maxpool', marks=pytest.mark.slow)])   # 84x84 images: the costliest
 def test_tf1_saver_file_of_a_golden_reproduces_its_losses(case, tmp_path):
     path = os.path.join(_require(GOLDEN_DIR), case + '.npz')
     d, cfg, wmap = golden_check.load(path)
@@ -116,7 +117,8 @@ def test_tf1_saver_file_of_a_golden_reproduces_its_losses(case, tmp_path):
     model = golden_check.build(cfg, xla=False)              # seed 0: other initial values
     assert not np.array_equal(model.weights['w1' if 'w1' in wmap else 'conv1'].numpy(),
                               initial[wmap['w1' if 'w1' in wmap else 'conv1']])
-    assert tf1_checkpoint.load(model, tf1_checkpoint.resolve(str(tmp_path))) == []
+    assert tf1_checkpoint.resolve(str(tmp_path)) == prefix               # the Saver's `checkpoint` file
+    assert tf1_checkpoint.load(model, prefix) == []
     for key, name in model.tf1_names().items():
         np.testing.assert_array_equal(model.meta_variables[key].numpy(), initial[name], err_msg=name)
 
@@ -171,7 +173,7 @@ def test_export_adds_to_the_state_file_as_a_saver(tmp_path):
 
 
 def test_optimizer_state_and_moving_statistics_are_ignored_other_extras_are_errors(tmp_path):
-    d, cfg, wmap = golden_check.load(os.path.join(_require(GOLDEN_DIR), 'omni_5w1s_bn.npz'))
+    d, cfg, _ = golden_check.load(os.path.join(_require(GOLDEN_DIR), 'omni_5w1s_bn.npz'))
     initial = {k[len('var/'):]: d[k] for k in d if k.startswith('var/')}
     extras = {'model/conv1/Adam': np.ones([3, 3, 1, 64], np.float32), 'model/conv1/Adam_1': np.ones([3, 3, 1, 64],
               np.float32), 'beta1_power': np.float32(0.9), 'beta2_power': np.float32(0.999),
