@@ -43,7 +43,8 @@ ORIGINAL_FLAGS = {
                                        '(use if you want to test with a different value)'),
 }
 NEW_FLAGS = {'xla': ('bool', True), 'seed': ('int', -1), 'data_dir': ('string', ''), 'num_query': ('int', -1),
-             'num_train_classes': ('int', -1), 'num_val_classes': ('int', -1)}
+             'num_train_classes': ('int', -1), 'num_val_classes': ('int', -1),
+             'tf1_checkpoint': ('string', ''), 'export_tf1': ('string', '')}
 ABSL_TYPE = {'string': 'string', 'int': 'int', 'float': 'float', 'bool': 'bool'}
 
 FAST = main.Intervals(summary=10, save=20, print=20, test_print=100)
