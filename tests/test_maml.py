@@ -159,10 +159,13 @@ def test_steps_are_traced_once_and_run_under_xla():
 
 @pytest.mark.parametrize('make', [_tiny_sine, _tiny_conv, lambda: _tiny_conv(norm='layer_norm')],
                          ids=['sinusoid', 'conv_batch_norm', 'conv_layer_norm'])
-def test_batched_path_equals_the_per_task_reference(make):
-    """The batched meta-batch (one computation over all tasks) gives the per-task map_fn path's
-    losses, outputs and meta-gradients (float64, so only the order of summation differs)."""
+@pytest.mark.parametrize('task_groups', [1, 2, 3])
+def test_batched_path_equals_the_per_task_reference(make, task_groups):
+    """The batched meta-batch (one computation over all tasks, or over `task_groups` groups of
+    them, uneven where the batch does not divide) gives the per-task map_fn path's losses, outputs
+    and meta-gradients (float64, so only the order of summation differs)."""
     model, batch = make()
+    model.task_groups = task_groups
     reference = MAML(model.dim_input, model.dim_output, model.test_num_updates, model.config,
                      dtype=F64, batched=False)
     for k, v in model.meta_variables.items():
