@@ -29,8 +29,9 @@ iterations, and skips the test when its CSV is newer than the latest checkpoint.
 not contain it, so a later run without it continues the same training).
 
 `--smoke` checks the whole pipeline in minutes: every iteration count becomes SMOKE_ITERATIONS,
-no XLA, the test uses SMOKE_TEST_TASKS tasks instead of 600, and the logs go to `logs/smoke`
-unless --logdir_root is given. (main.py has no flag for the number of test tasks, so a smoke test
+the meta batch SMOKE_META_BATCH, conv nets get SMOKE_FILTERS filters (so the experiment name
+changes), classification tasks SMOKE_QUERY query example per class, no XLA, the test uses SMOKE_TEST_TASKS tasks instead of 600, and the logs go to
+`logs/smoke` unless --logdir_root is given. (main.py has no flag for the number of test tasks, so a smoke test
 runs main.py's entry point with `main.NUM_TEST_POINTS` set; see SMOKE_MAIN.)
 
 A bad argument stops with one line, `reproduce.py: error: <what>; <how to fix>`, exit status 2,
@@ -58,6 +59,9 @@ PROG = 'reproduce.py'
 RUN_FILE = 'run.json'
 SMOKE_ITERATIONS = 2
 SMOKE_TEST_TASKS = 10
+SMOKE_META_BATCH = 2
+SMOKE_FILTERS = 8            # conv nets only; a 20-way 5-shot meta-batch of 16 at 64 filters is minutes per iteration here
+SMOKE_QUERY = 1              # classification: query examples per class (MiniImagenet trains with 15)
 SMOKE_ROOT = os.path.join('logs', 'smoke')
 # main.py's entry point with fewer test tasks (smoke runs only); %d is the number of tasks
 SMOKE_MAIN = ('import sys; sys.path.insert(0, {repo!r}); sys.argv[0] = "main.py"; import main; '
@@ -193,7 +197,8 @@ def train_flags(experiment, logdir, data_dir='', iterations=None, smoke=False):
     """main.py's training flags of `experiment` writing into `logdir`.
 
     `iterations` replaces the total iteration count (kept in whichever of pretraining or
-    meta-training the experiment uses); `smoke` makes it SMOKE_ITERATIONS and turns XLA off.
+    meta-training the experiment uses); `smoke` makes it SMOKE_ITERATIONS, shrinks the meta batch
+    and the conv filters and turns XLA off.
     """
     flags = list(experiment.flags)
     if smoke:
@@ -203,7 +208,11 @@ def train_flags(experiment, logdir, data_dir='', iterations=None, smoke=False):
         key = 'pretrain_iterations' if int(values.get('metatrain_iterations', 0)) == 0 else 'metatrain_iterations'
         flags = _with(flags, **{key: iterations})
     if smoke:
-        flags = _with(flags, xla=False)
+        flags = _with(flags, meta_batch_size=SMOKE_META_BATCH, xla=False)
+        if experiment.datasource != 'sinusoid':
+            flags = _with(flags, num_query=SMOKE_QUERY)
+            if '--conv=False' not in flags:
+                flags = _with(flags, num_filters=SMOKE_FILTERS)
     if data_dir and experiment.datasource != 'sinusoid':
         flags = _with(flags, data_dir=data_dir)
     return _with(flags, logdir=logdir)
@@ -439,8 +448,9 @@ def parse_args(argv):
     p.add_argument('--data_dir', default='', help='Omniglot / MiniImagenet files (main.py --data_dir; '
                                                   'default ./data/..., see docs/DATA.md)')
     p.add_argument('--iterations', type=int, help='train to this many iterations instead of the paper\'s count')
-    p.add_argument('--smoke', action='store_true', help=f'{SMOKE_ITERATIONS} iterations, no XLA, '
-                                                        f'{SMOKE_TEST_TASKS} test tasks')
+    p.add_argument('--smoke', action='store_true',
+                   help=f'{SMOKE_ITERATIONS} iterations, meta batch {SMOKE_META_BATCH}, {SMOKE_FILTERS} conv filters, '
+                        f'{SMOKE_QUERY} query example per class, no XLA, {SMOKE_TEST_TASKS} test tasks')
     p.add_argument('--dry_run', action='store_true', help='print the train and test commands, run nothing')
     args = p.parse_args(argv)
     if args.names == ['all']:

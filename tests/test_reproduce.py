@@ -1,0 +1,258 @@
+"""scripts/reproduce.py: the registry's flags are the paper's, commands, bad input, and every experiment
+run end to end in smoke mode (one sinusoid run in the default set, all of them in the slow set)."""
+import csv
+import importlib.util
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+SCRIPT = os.path.join(REPO, 'scripts', 'reproduce.py')
+spec = importlib.util.spec_from_file_location('reproduce', SCRIPT)
+reproduce = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reproduce)
+
+# name -> (exp_string, iterations, the column the paper reports): the paper's settings, written out
+EXPECTED = {
+    'sine_k5_maml': ('cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm', 70000, [1, 5, 10]),
+    'sine_k5_pretrained': ('cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm', 70000, [1, 5, 10]),
+    'sine_k5_oracle': ('cls_5.mbs_25.ubs_5.numstep1.updatelr0.01oraclenonorm', 70000, []),
+    'sine_k10_maml': ('cls_5.mbs_25.ubs_10.numstep1.updatelr0.01nonorm', 70000, []),
+    'sine_k10_pretrained': ('cls_5.mbs_25.ubs_10.numstep1.updatelr0.01nonorm', 70000, []),
+    'sine_k10_oracle': ('cls_5.mbs_25.ubs_10.numstep1.updatelr0.01oraclenonorm', 70000, []),
+    'sine_k20_maml': ('cls_5.mbs_25.ubs_20.numstep1.updatelr0.01nonorm', 70000, []),
+    'sine_k20_pretrained': ('cls_5.mbs_25.ubs_20.numstep1.updatelr0.01nonorm', 70000, []),
+    'sine_k20_oracle': ('cls_5.mbs_25.ubs_20.numstep1.updatelr0.01oraclenonorm', 70000, []),
+    'omniglot_5w1s': ('cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm', 60000, [3]),
+    'omniglot_5w5s': ('cls_5.mbs_32.ubs_5.numstep1.updatelr0.4batchnorm', 60000, [3]),
+    'omniglot_20w1s': ('cls_20.mbs_16.ubs_1.numstep5.updatelr0.1batchnorm', 60000, [5]),
+    'omniglot_20w5s': ('cls_20.mbs_16.ubs_5.numstep5.updatelr0.1batchnorm', 60000, [5]),
+    'omniglot_fc_5w1s': ('cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm', 60000, [3]),
+    'omniglot_fc_5w5s': ('cls_5.mbs_32.ubs_5.numstep1.updatelr0.4batchnorm', 60000, [3]),
+    'mini_5w1s': ('cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolbatchnorm', 60000, [10]),
+    'mini_5w1s_fo': ('cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolstopgradbatchnorm', 60000, [10]),
+    'mini_5w5s': ('cls_5.mbs_2.ubs_5.numstep5.updatelr0.01hidden32maxpoolbatchnorm', 60000, [10]),
+    'mini_5w5s_fo': ('cls_5.mbs_2.ubs_5.numstep5.updatelr0.01hidden32maxpoolstopgradbatchnorm', 60000, [10]),
+}
+
+
+def _run(*args, cwd=None, timeout=600):
+    env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'}
+    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _csv(path):
+    with open(path, newline='') as f:
+        return list(csv.reader(f))
+
+
+# ---------------------------------------------------------------------------- registry
+def test_registry_has_every_experiment_of_the_usage_notes():
+    assert list(reproduce.EXPERIMENTS) == list(EXPECTED)
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+def test_flags_are_the_papers_settings(name, tmp_path):
+    import config as config_lib
+    e = reproduce.EXPERIMENTS[name]
+    config = reproduce.parse_config(reproduce.train_flags(e, str(tmp_path)))
+    exp_string, iterations, steps = EXPECTED[name]
+    assert config_lib.exp_string(config) == exp_string
+    assert config.pretrain_iterations + config.metatrain_iterations == iterations
+    assert [r.step for r in e.paper] == steps
+    assert config.seed == 0 and config.meta_lr == 0.001 and config.logdir == str(tmp_path)
+    assert config.conv == ('_fc_' not in name)
+    if name.startswith('sine'):
+        assert (config.datasource, config.meta_batch_size, config.update_lr, config.num_updates, config.norm) == \
+            ('sinusoid', 25, 0.01, 1, 'None')
+        assert config.pretrain_iterations == (0 if name.endswith('maml') else 70000)
+        assert config.baseline == ('oracle' if name.endswith('oracle') else None)
+    if name.startswith('mini'):
+        assert (config.num_filters, config.max_pool, config.stop_grad) == (32, True, name.endswith('_fo'))
+    test = reproduce.parse_config(reproduce.test_flags(e, reproduce.train_flags(e, str(tmp_path))))
+    assert (test.train, test.test_set) == (False, not name.startswith('sine'))
+    assert config_lib.exp_string(test) == exp_string
+
+
+def test_paper_numbers():
+    got = {n: [(r.step, r.mean, r.ci) for r in e.paper] for n, e in reproduce.EXPERIMENTS.items() if e.paper}
+    assert got == {
+        'sine_k5_maml': [(1, '0.67', None), (5, '0.38', None), (10, '0.35', None)],
+        'sine_k5_pretrained': [(1, '2.41', None), (5, '2.23', None), (10, '2.19', None)],
+        'omniglot_5w1s': [(3, '98.7', '0.4')], 'omniglot_5w5s': [(3, '99.9', '0.1')],
+        'omniglot_20w1s': [(5, '95.8', '0.3')], 'omniglot_20w5s': [(5, '98.9', '0.2')],
+        'omniglot_fc_5w1s': [(3, '89.7', '1.1')], 'omniglot_fc_5w5s': [(3, '97.5', '0.6')],
+        'mini_5w1s': [(10, '48.70', '1.84')], 'mini_5w1s_fo': [(10, '48.07', '1.75')],
+        'mini_5w5s': [(10, '63.11', '0.92')], 'mini_5w5s_fo': [(10, '63.15', '0.91')]}
+
+
+def test_smoke_and_iterations_flags():
+    e = reproduce.EXPERIMENTS['sine_k10_pretrained']
+    assert reproduce.train_flags(e, 'L', smoke=True) == [
+        '--datasource=sinusoid', '--norm=None', '--meta_batch_size=2', '--update_lr=0.01', '--num_updates=1',
+        '--seed=0', '--pretrain_iterations=2', '--metatrain_iterations=0', '--update_batch_size=10', '--xla=False',
+        '--logdir=L']
+    e = reproduce.EXPERIMENTS['omniglot_20w5s']
+    assert reproduce.train_flags(e, 'L', data_dir='D', smoke=True) == [
+        '--datasource=omniglot', '--num_classes=20', '--metatrain_iterations=2', '--meta_batch_size=2',
+        '--update_lr=0.1', '--num_updates=5', '--update_batch_size=5', '--seed=0', '--xla=False', '--num_query=1',
+        '--num_filters=8',
+        '--data_dir=D', '--logdir=L']
+    e = reproduce.EXPERIMENTS['omniglot_fc_5w1s']      # no conv filters to shrink
+    assert '--num_filters=8' not in reproduce.train_flags(e, 'L', smoke=True)
+    import config as config_lib
+    e = reproduce.EXPERIMENTS['mini_5w1s_fo']
+    assert config_lib.exp_string(reproduce.parse_config(reproduce.train_flags(e, 'L', smoke=True))) == \
+        'cls_5.mbs_2.ubs_1.numstep5.updatelr0.01hidden8maxpoolstopgradbatchnorm'
+    e = reproduce.EXPERIMENTS['omniglot_5w1s']
+    assert reproduce.train_flags(e, 'L', data_dir='D', iterations=5000) == [
+        '--datasource=omniglot', '--num_classes=5', '--metatrain_iterations=5000', '--meta_batch_size=32',
+        '--update_lr=0.4', '--num_updates=1', '--update_batch_size=1', '--seed=0', '--data_dir=D', '--logdir=L']
+
+
+def test_dry_run_prints_the_main_py_commands(tmp_path):
+    r = _run('sine_k10_maml', 'mini_5w5s_fo', '--dry_run', '--data_dir', str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        'python main.py --datasource=sinusoid --norm=None --meta_batch_size=25 --update_lr=0.01 --num_updates=1 '
+        '--seed=0 --metatrain_iterations=70000 --update_batch_size=10 --logdir=logs/sine_k10_maml',
+        'python main.py --datasource=sinusoid --norm=None --meta_batch_size=25 --update_lr=0.01 --num_updates=1 '
+        '--seed=0 --metatrain_iterations=70000 --update_batch_size=10 --logdir=logs/sine_k10_maml --train=False',
+        'python main.py --datasource=miniimagenet --num_classes=5 --metatrain_iterations=60000 --meta_batch_size=2 '
+        '--update_batch_size=5 --update_lr=0.01 --num_updates=5 --num_filters=32 --max_pool=True --stop_grad=True '
+        f'--seed=0 --data_dir={tmp_path} --logdir=logs/mini_5w5s_fo',
+        'python main.py --datasource=miniimagenet --num_classes=5 --metatrain_iterations=60000 --meta_batch_size=2 '
+        '--update_batch_size=5 --update_lr=0.01 --num_updates=5 --num_filters=32 --max_pool=True --stop_grad=True '
+        f'--seed=0 --data_dir={tmp_path} --logdir=logs/mini_5w5s_fo --train=False --test_set=True']
+    assert os.listdir(tmp_path) == []
+
+
+def test_list_names_every_experiment():
+    r = _run('--list')
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [line.split(':')[0] for line in lines[::2]] == list(EXPECTED)
+    assert lines[18] == 'omniglot_5w1s: Omniglot 5-way 1-shot; paper (Table 1): 3 steps 98.7 ± 0.4'
+    assert lines[19] == ('    python main.py --datasource=omniglot --num_classes=5 --metatrain_iterations=60000 '
+                         '--meta_batch_size=32 --update_lr=0.4 --num_updates=1 --update_batch_size=1 --seed=0')
+
+
+@pytest.mark.parametrize('args, message', [
+    (['nope'], "unknown experiment 'nope' (known: " + ', '.join(EXPECTED) + '); see python scripts/reproduce.py --help'),
+    ([], 'name at least one experiment, or pass --list; see python scripts/reproduce.py --help'),
+    (['sine_k5_maml', '--iterations', '0'], '--iterations=0 must be >= 1; see python scripts/reproduce.py --help'),
+    (['sine_k5_maml', '--iterations', '5', '--smoke'],
+     '--iterations and --smoke both set the iteration count; pass one of them; see python scripts/reproduce.py --help'),
+    (['omniglot_5w1s', '--data_dir', 'nowhere'],
+     '--data_dir=nowhere is not a folder; see python scripts/reproduce.py --help'),
+])
+def test_bad_arguments_are_one_line_and_write_nothing(tmp_path, args, message):
+    r = _run(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == ['reproduce.py: error: ' + message]
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------- smoke runs
+def check_smoke_run(root, name):
+    """The files a smoke run leaves: run.json with a train and a test session, the CSV and pkl of 10 tasks."""
+    import config as config_lib
+    e = reproduce.EXPERIMENTS[name]
+    exp_string = config_lib.exp_string(reproduce.parse_config(reproduce.train_flags(e, '', smoke=True)))
+    with open(os.path.join(root, name, 'run.json')) as f:
+        record = json.load(f)
+    assert [(s['phase'], s['returncode']) for s in record['sessions']] == [('train', 0), ('test', 0)]
+    train, test = record['sessions']
+    assert (train['iterations_before'], train['iterations_after']) == (0, 2)
+    assert (test['checkpoint'], test['iterations'], test['test_tasks']) == ('model1', 2, 10)
+    assert record['smoke'] is True and record['exp_dir'] == os.path.join(name, exp_string)
+    assert record['train_command'].startswith('python main.py ' + ' '.join(reproduce.train_flags(e, '')[:3]))
+    assert record['machine']['logical_cpus'] == os.cpu_count()
+    table = _csv(os.path.join(root, record['test_csv']))
+    assert table[0] == ['update' + str(i) for i in range(11)] and len(table) == 4
+    values = np.array(table[1:], np.float64)
+    with open(os.path.join(root, record['test_csv'])[:-4] + '.pkl', 'rb') as f:
+        rows = pickle.load(f)['mses']
+    assert rows.shape == (10, 11)
+    np.testing.assert_allclose(values[2], 1.96 * rows.std(0) / np.sqrt(10), rtol=1e-5)
+    if e.metric == 'accuracy':
+        assert np.all((rows >= 0) & (rows <= 1))
+    for phase in ('train', 'test'):
+        assert os.path.getsize(os.path.join(root, name, phase + '.log')) > 0
+    return record
+
+
+def test_sinusoid_smoke_run_then_rerun_resumes_nothing(tmp_path):
+    root = tmp_path / 'logs'
+    r = _run('sine_k5_pretrained', '--smoke', '--logdir_root', str(root), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'Pretrain Iteration' not in r.stdout and 'Done initializing, starting training.' in r.stdout
+    record = check_smoke_run(str(root), 'sine_k5_pretrained')
+    assert record['train_command'].endswith('--pretrain_iterations=2 --metatrain_iterations=0 --update_batch_size=5 '
+                                            f'--xla=False --logdir={root}/sine_k5_pretrained  '
+                                            '# smoke entry point, 10 test tasks')
+    r = _run('sine_k5_pretrained', '--smoke', '--logdir_root', str(root), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    csv_path = os.path.join(root, record['test_csv'])
+    assert r.stdout.splitlines() == [
+        '[reproduce] sine_k5_pretrained: trained (2 of 2 iterations), not training again',
+        f'[reproduce] sine_k5_pretrained: {csv_path} is newer than model1, not testing again']
+    with open(root / 'sine_k5_pretrained' / 'run.json') as f:
+        assert len(json.load(f)['sessions']) == 2
+
+
+def test_failing_phase_stops_with_its_status(tmp_path):
+    """No Omniglot data: main.py's one-line error reaches train.log and reproduce.py exits 2."""
+    root = tmp_path / 'logs'
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    r = _run('omniglot_fc_5w1s', '--smoke', '--logdir_root', str(root), '--data_dir', str(empty), cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-1] == (f'[reproduce] omniglot_fc_5w1s: training failed (exit status 2); see '
+                                         f'{root}/omniglot_fc_5w1s/train.log')
+    log = (root / 'omniglot_fc_5w1s' / 'train.log').read_text()
+    assert 'main.py: error: ' in log
+    with open(root / 'omniglot_fc_5w1s' / 'run.json') as f:
+        sessions = json.load(f)['sessions']
+    assert [(s['phase'], s['returncode'], s['iterations_after']) for s in sessions] == [('train', 2, 0)]
+
+
+def fake_miniimagenet(root, classes=5, per_class=20):
+    """MiniImagenet folders train/val/test/<label>/*.jpg, random 84x84 pictures: enough for 5-way 5-shot
+    training (5 + 15 examples per class)."""
+    from PIL import Image
+    rng = np.random.RandomState(0)
+    for split in ('train', 'val', 'test'):
+        for c in range(classes):
+            d = os.path.join(root, split, f'n{split}{c:05d}')
+            os.makedirs(d)
+            for i in range(per_class):
+                Image.fromarray(rng.randint(0, 256, (84, 84, 3), np.uint8)).save(os.path.join(d, f'{i:03d}.jpg'))
+    return str(root)
+
+
+@pytest.fixture(scope='module')
+def mini_dir(tmp_path_factory):
+    return fake_miniimagenet(tmp_path_factory.mktemp('mini') / 'miniImagenet')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', list(EXPECTED))
+def test_every_experiment_runs_in_smoke_mode(name, tmp_path, request):
+    if name.startswith('omniglot'):
+        data = ['--data_dir', request.getfixturevalue('omniglot_dir')]
+    elif name.startswith('mini'):
+        data = ['--data_dir', request.getfixturevalue('mini_dir')]
+    else:
+        data = []
+    root = tmp_path / 'logs'
+    r = _run(name, '--smoke', '--logdir_root', str(root), *data, cwd=tmp_path, timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    check_smoke_run(str(root), name)
