@@ -200,11 +200,15 @@ def session_line(s):
     text = f'{s.get("phase")}: {s.get("start", "?")} to {end}, wall {wall}'
     if s.get('phase') == 'train':
         text += f', iterations {s.get("iterations_before", "?")} → {s.get("iterations_after", "?")}'
+        if s.get('target_iterations'):
+            text += f' (aiming at {s["target_iterations"]})'
     else:
         text += f', checkpoint {s.get("checkpoint", "?")} ({s.get("iterations", "?")} iterations), ' \
                 f'{s.get("test_tasks", "?")} tasks'
     if s.get('returncode') not in (0, None):
         text += f', exit status {s["returncode"]}'
+    if s.get('interrupted'):
+        text += ', interrupted'
     if s.get('load_average_start'):
         text += f', load average {s["load_average_start"][0]:.1f}'
         if s.get('load_average_end'):

@@ -47,6 +47,7 @@ import os
 import platform
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -238,6 +239,11 @@ def parse_config(flags):
     return config
 
 
+def iterations_of(config):
+    """The iterations a run of `config` trains: pretraining plus meta-training."""
+    return config.pretrain_iterations + config.metatrain_iterations
+
+
 def exp_dir(config):
     """`<logdir>/<exp_string>`, where main.py writes the run."""
     import config as config_lib
@@ -349,33 +355,47 @@ def save_record(path, record):
 
 
 def _run_phase(argv, log_path, echo):
-    """Runs `argv`, appending its output (stdout and stderr) to `log_path` and echoing it; returns the status."""
+    """Runs `argv`, appending its output (stdout and stderr) to `log_path` and echoing it; returns the status.
+
+    If this process is stopped (Ctrl-C, SIGTERM), main.py is stopped too (it resumes from its last
+    checkpoint next time) rather than left training on its own.
+    """
     env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
     env.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
     with open(log_path, 'a') as log:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        for line in proc.stdout:
-            log.write(line)
-            log.flush()
-            if echo:
-                sys.stdout.write(line)
-                sys.stdout.flush()
-        return proc.wait()
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                if echo:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+            return proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=False, echo=True):
     """Trains `experiment` (resuming) and tests it unless done; returns 0 or the failing phase's status.
 
     Every session is appended to `<logdir_root>/<name>/run.json` when it starts and completed when
-    it ends: phase, command, start, end, wall seconds, exit status, load average, iterations before
-    and after (train) or the checkpoint tested (test).
+    it ends: phase, command, start, end, wall seconds, exit status, load average, iterations before,
+    after and aimed at (train) or the checkpoint tested (test). `planned_iterations` is the paper's
+    count (the smoke count for a smoke run), whatever `iterations` says.
     """
     logdir = os.path.join(logdir_root, experiment.name)
     train = train_flags(experiment, logdir, data_dir, iterations, smoke)
     test = test_flags(experiment, train)
     config = parse_config(train)
     test_config = parse_config(test)
-    total = config.pretrain_iterations + config.metatrain_iterations
+    total = iterations_of(config)
+    planned = total if smoke else iterations_of(parse_config(train_flags(experiment, logdir)))
     tasks = SMOKE_TEST_TASKS if smoke else None
     os.makedirs(logdir, exist_ok=True)
     record_path = os.path.join(logdir, RUN_FILE)
@@ -383,30 +403,39 @@ def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=
     record.update(title=experiment.title, smoke=smoke, train_command=shown_command(train, tasks),
                   test_command=shown_command(test, tasks), machine=machine(),
                   exp_dir=os.path.relpath(exp_dir(config), logdir_root), test_csv=os.path.relpath(
-                      test_csv(test_config), logdir_root), planned_iterations=total)
+                      test_csv(test_config), logdir_root), planned_iterations=planned)
 
-    def session(phase, argv, **extra):
-        entry = {'phase': phase, 'command': shown_command(argv[0], tasks), 'git_commit': git_commit(),
+    directory = exp_dir(config)
+
+    def session(phase, flags, **extra):
+        """Runs one main.py phase and records it; returns its exit status. An interrupted one is
+        recorded too (end, wall, returncode None, interrupted), and the interruption goes on."""
+        entry = {'phase': phase, 'command': shown_command(flags, tasks), 'git_commit': git_commit(),
                  'start': _now(), 'end': None, 'wall_s': None, 'returncode': None,
                  'load_average_start': list(os.getloadavg()), **extra}
         record['sessions'].append(entry)
         save_record(record_path, record)
         t0 = time.perf_counter()
         print(f'[reproduce] {experiment.name} {phase}: {entry["command"]}', flush=True)
-        status = _run_phase(main_argv(argv[0], tasks), os.path.join(logdir, phase + '.log'), echo)
-        entry.update(end=_now(), wall_s=round(time.perf_counter() - t0, 1), returncode=status,
-                     load_average_end=list(os.getloadavg()))
-        return entry, status
+        status = None
+        try:
+            status = _run_phase(main_argv(flags, tasks), os.path.join(logdir, phase + '.log'), echo)
+        finally:
+            entry.update(end=_now(), wall_s=round(time.perf_counter() - t0, 1), returncode=status,
+                         load_average_end=list(os.getloadavg()))
+            if status is None:
+                entry['interrupted'] = True
+            if phase == 'train':
+                entry['iterations_after'] = iterations_done(directory)[0]
+            save_record(record_path, record)
+        return status
 
-    directory = exp_dir(config)
     done, _ = iterations_done(directory)
     if done >= total:
         print(f'[reproduce] {experiment.name}: trained ({done} of {total} iterations), not training again',
               flush=True)
     else:
-        entry, status = session('train', [train], iterations_before=done)
-        entry['iterations_after'] = iterations_done(directory)[0]
-        save_record(record_path, record)
+        status = session('train', train, iterations_before=done, target_iterations=total)
         if status:
             print(f'[reproduce] {experiment.name}: training failed (exit status {status}); see '
                   f'{os.path.join(logdir, "train.log")}', file=sys.stderr, flush=True)
@@ -417,9 +446,7 @@ def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=
         print(f'[reproduce] {experiment.name}: {csv_path} is newer than {os.path.basename(prefix)}, not testing '
               f'again', flush=True)
         return 0
-    entry, status = session('test', [test], checkpoint=os.path.basename(prefix), iterations=done,
-                            test_tasks=tasks or 600)
-    save_record(record_path, record)
+    status = session('test', test, checkpoint=os.path.basename(prefix), iterations=done, test_tasks=tasks or 600)
     if status:
         print(f'[reproduce] {experiment.name}: test failed (exit status {status}); see '
               f'{os.path.join(logdir, "test.log")}', file=sys.stderr, flush=True)
@@ -482,7 +509,12 @@ def list_experiments():
     return '\n'.join(lines)
 
 
+def _stop(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None):
+    signal.signal(signal.SIGTERM, _stop)     # so that _run_phase stops main.py too
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.list:
         print(list_experiments())

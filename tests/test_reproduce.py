@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 
@@ -43,9 +44,17 @@ EXPECTED = {
 
 
 def _run(*args, cwd=None, timeout=600):
+    """reproduce.py with `args`; on a timeout its whole process group (main.py included) is killed."""
     env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'}
-    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.Popen([sys.executable, SCRIPT, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _csv(path):
@@ -161,19 +170,22 @@ def test_bad_arguments_are_one_line_and_write_nothing(tmp_path, args, message):
 
 
 # ---------------------------------------------------------------------------- smoke runs
-def check_smoke_run(root, name):
+def check_smoke_run(root, name, data_dir=''):
     """The files a smoke run leaves: run.json with a train and a test session, the CSV and pkl of 10 tasks."""
     import config as config_lib
     e = reproduce.EXPERIMENTS[name]
-    exp_string = config_lib.exp_string(reproduce.parse_config(reproduce.train_flags(e, '', smoke=True)))
+    exp_string = config_lib.exp_string(reproduce.parse_config(reproduce.train_flags(e, 'L', smoke=True)))
     with open(os.path.join(root, name, 'run.json')) as f:
         record = json.load(f)
     assert [(s['phase'], s['returncode']) for s in record['sessions']] == [('train', 0), ('test', 0)]
     train, test = record['sessions']
-    assert (train['iterations_before'], train['iterations_after']) == (0, 2)
+    assert (train['iterations_before'], train['iterations_after'], train['target_iterations']) == (0, 2, 2)
+    assert record['planned_iterations'] == 2
     assert (test['checkpoint'], test['iterations'], test['test_tasks']) == ('model1', 2, 10)
     assert record['smoke'] is True and record['exp_dir'] == os.path.join(name, exp_string)
-    assert record['train_command'].startswith('python main.py ' + ' '.join(reproduce.train_flags(e, '')[:3]))
+    flags = reproduce.train_flags(e, os.path.join(root, name), data_dir, smoke=True)
+    assert record['train_command'] == reproduce.shown_command(flags, 10)
+    assert record['test_command'] == reproduce.shown_command(reproduce.test_flags(e, flags), 10)
     assert record['machine']['logical_cpus'] == os.cpu_count()
     table = _csv(os.path.join(root, record['test_csv']))
     assert table[0] == ['update' + str(i) for i in range(11)] and len(table) == 4
@@ -255,4 +267,37 @@ def test_every_experiment_runs_in_smoke_mode(name, tmp_path, request):
     root = tmp_path / 'logs'
     r = _run(name, '--smoke', '--logdir_root', str(root), *data, cwd=tmp_path, timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    check_smoke_run(str(root), name)
+    check_smoke_run(str(root), name, data[1] if data else '')
+
+
+@pytest.mark.slow
+def test_sigterm_stops_main_py_and_is_recorded(tmp_path):
+    """Stopping reproduce.py stops the training it started (no orphan keeps training) and records the session."""
+    import time
+    env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'}
+    root = tmp_path / 'logs'
+    proc = subprocess.Popen([sys.executable, SCRIPT, 'sine_k10_maml', '--iterations', '1000000', '--logdir_root',
+                             str(root)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith('Done initializing'):
+                break
+        with open(f'/proc/{proc.pid}/task/{proc.pid}/children') as f:
+            children = [int(p) for p in f.read().split()]
+        assert len(children) == 1
+        proc.terminate()
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + signal.SIGTERM
+    deadline = time.time() + 60
+    while os.path.exists(f'/proc/{children[0]}') and time.time() < deadline:
+        time.sleep(0.5)
+    assert not os.path.exists(f'/proc/{children[0]}')
+    with open(root / 'sine_k10_maml' / 'run.json') as f:
+        record = json.load(f)
+    (s,) = record['sessions']
+    assert (s['phase'], s['returncode'], s['interrupted'], s['target_iterations']) == ('train', None, True, 1000000)
+    assert s['end'] is not None and s['wall_s'] > 0 and record['planned_iterations'] == 70000
