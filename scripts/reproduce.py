@@ -88,6 +88,7 @@ class Experiment:
     flags: tuple
     paper: tuple = ()          # PaperResult, in the metric's unit (MSE, or accuracy in %)
     paper_source: str = ''     # where in the paper the numbers are
+    steps: tuple = ()          # inner steps the report shows where the paper has no number
 
     @property
     def datasource(self):
@@ -134,11 +135,14 @@ def _sine(k, kind):
         flags = ('--pretrain_iterations=70000', '--metatrain_iterations=0', '--baseline=oracle')
         title = f'sinusoid {k}-shot, oracle (amplitude and phase as inputs)'
     paper, source = (), 'figure only'
+    # the oracle is given amplitude and phase: its number is the MSE before adaptation (the figure's line)
+    steps = (0,) if kind == 'oracle' else (1, 5, 10)
     if k == 5 and kind == 'maml':
         paper, source = (PaperResult(1, '0.67'), PaperResult(5, '0.38'), PaperResult(10, '0.35')), 'appendix table'
     if k == 5 and kind == 'pretrained':
         paper, source = (PaperResult(1, '2.41'), PaperResult(5, '2.23'), PaperResult(10, '2.19')), 'appendix table'
-    return Experiment(f'sine_k{k}_{kind}', title, _SINE + flags + (f'--update_batch_size={k}',), paper, source)
+    return Experiment(f'sine_k{k}_{kind}', title, _SINE + flags + (f'--update_batch_size={k}',), paper, source,
+                      steps)
 
 
 def _omniglot(ways, shots, conv=True):

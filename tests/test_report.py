@@ -110,7 +110,7 @@ Machines: Test CPU, 2 logical CPUs, AVX-512, virtual machine, GPU: none, TensorF
 
 ## Summary
 
-Ours: mean over the test tasks ± 95% confidence interval (1.96·std/√tasks; 600 tasks, the original protocol) from main.py's test CSV, after the number of inner steps the paper reports (accuracy in %, mean squared error for sinusoid). Paper: Finn et al. 2017, ± its 95% CI. Difference: ours − paper. Within CI: |difference| ≤ our CI + the paper's CI, i.e. the intervals overlap; * where the paper gives no interval (only our CI counts). Iterations: trained when tested / the paper's count. Train wall: completed training sessions.
+Ours: mean over the test tasks ± 95% confidence interval (1.96·std/√tasks; 600 tasks, the original protocol) from main.py's test CSV, after the number of inner steps the paper reports (sinusoid settings the paper shows only in figures: 1, 5 and 10 steps as its table, the oracle before adaptation; accuracy in %, mean squared error for sinusoid). Paper: Finn et al. 2017, ± its 95% CI. Difference: ours − paper. Within CI: |difference| ≤ our CI + the paper's CI, i.e. the intervals overlap; * where the paper gives no interval (only our CI counts). Iterations: trained when tested / the paper's count. Train wall: completed training sessions.
 
 | experiment | inner steps | ours | paper | difference | within CI | iterations | train wall |
 |---|---|---|---|---|---|---|---|

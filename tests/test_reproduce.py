@@ -265,7 +265,7 @@ def test_every_experiment_runs_in_smoke_mode(name, tmp_path, request):
     else:
         data = []
     root = tmp_path / 'logs'
-    r = _run(name, '--smoke', '--logdir_root', str(root), *data, cwd=tmp_path, timeout=1200)
+    r = _run(name, '--smoke', '--logdir_root', str(root), *data, cwd=tmp_path, timeout=2400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     check_smoke_run(str(root), name, data[1] if data else '')
 
