@@ -337,14 +337,6 @@ def count_flops(setting, device):
             'method': 'optimized XLA HLO of the batched step: 2 x multiply-adds of every dot / convolution'}
 
 
-def _loss(out):
-    """The step's loss as a tensor: `metatrain_step` returns a MetaOutput (its post-update loss is
-    read) or, in a lean build, the meta-objective itself."""
-    if hasattr(out, 'total_losses2'):
-        return out.total_losses2[-1]
-    return out
-
-
 def memory_peak_mb(device):
     """Peak memory in MB: the GPU allocator's peak on GPU, else the process's RSS high-water mark."""
     if device.upper().startswith('/GPU'):
@@ -376,16 +368,16 @@ def run_one(name, mode, args):
     build_s = time.perf_counter() - t0
     with tf.device(device):
         t0 = time.perf_counter()
-        first_loss = float(_loss(step(*batch)).numpy())
+        first_loss = float(step(*batch).numpy())
         first_call_s = time.perf_counter() - t0
         for _ in range(args.warmup):
-            _loss(step(*batch)).numpy()
+            step(*batch).numpy()
         times, cpu_times = [], []
         for _ in range(args.repeats):
             c0, t0 = time.process_time(), time.perf_counter()
             for _ in range(args.iters):
                 out = step(*batch)
-            _loss(out).numpy()
+            out.numpy()
             times.append((time.perf_counter() - t0) / args.iters)
             cpu_times.append((time.process_time() - c0) / args.iters)
     q1, median, q3 = (float(x) for x in np.percentile(times, [25, 50, 75]))

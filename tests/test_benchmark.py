@@ -108,3 +108,18 @@ def test_peak_formula():
 def test_unknown_setting_is_a_usage_error():
     with pytest.raises(SystemExit):
         benchmark.parse_args(['e'])
+
+
+def test_profile_step_names_the_kinds_of_ops():
+    """scripts/profile_step.py on the tiny setting: per-kind busy times, all matrix products under `dot`."""
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'profile_step.py'), 'tiny', '--steps', '2'],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3',
+                                   XLA_FLAGS='--xla_cpu_enable_xprof_traceme=true'))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith('setting tiny, mean of 2 steps: ') and 'cores busy' in lines[0]
+    kinds = [line.split()[-1] for line in lines[1:]]
+    assert 'dot' in kinds and not any(k.startswith(('MatMul', 'dot.', 'dot_')) for k in kinds)
+    shares = [float(line.split()[2]) for line in lines[1:]]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100.01
