@@ -30,9 +30,10 @@ not contain it, so a later run without it continues the same training).
 
 `--smoke` checks the whole pipeline in minutes: every iteration count becomes SMOKE_ITERATIONS,
 the meta batch SMOKE_META_BATCH, conv nets get SMOKE_FILTERS filters (so the experiment name
-changes), classification tasks SMOKE_QUERY query example per class, no XLA, the test uses SMOKE_TEST_TASKS tasks instead of 600, and the logs go to
-`logs/smoke` unless --logdir_root is given. (main.py has no flag for the number of test tasks, so a smoke test
-runs main.py's entry point with `main.NUM_TEST_POINTS` set; see SMOKE_MAIN.)
+changes), classification tasks SMOKE_QUERY query example per class, no XLA, the test uses
+SMOKE_TEST_TASKS tasks instead of 600, and the logs go to `logs/smoke` unless --logdir_root is
+given. (main.py has no flag for the number of test tasks, so a smoke run starts main.py's entry
+point with `main.NUM_TEST_POINTS` set; see SMOKE_MAIN.)
 
 A bad argument stops with one line, `reproduce.py: error: <what>; <how to fix>`, exit status 2,
 before anything is written; a main.py phase that fails stops the run with its exit status.
@@ -61,7 +62,7 @@ RUN_FILE = 'run.json'
 SMOKE_ITERATIONS = 2
 SMOKE_TEST_TASKS = 10
 SMOKE_META_BATCH = 2
-SMOKE_FILTERS = 8            # conv nets only; a 20-way 5-shot meta-batch of 16 at 64 filters is minutes per iteration here
+SMOKE_FILTERS = 8            # conv nets only (20-way 5-shot, meta batch 16, 64 filters: minutes per iteration on 2 cores)
 SMOKE_QUERY = 1              # classification: query examples per class (MiniImagenet trains with 15)
 SMOKE_ROOT = os.path.join('logs', 'smoke')
 # main.py's entry point with fewer test tasks (smoke runs only); %d is the number of tasks
@@ -110,7 +111,9 @@ NOTES = (
     'Sinusoid: inner step size α = 0.01 as in the paper (the original main.py\'s default, which its usage '
     'notes keep, is 0.001); meta batch 25, one inner step, no normalisation, 70000 iterations (usage notes). '
     'The baselines use the same α at test time (the paper fine-tuned the pretrained model with an '
-    '"automatically tuned step size").',
+    '"automatically tuned step size"). The oracle is given each task\'s amplitude and phase and needs no '
+    'adaptation: the report shows its MSE before adaptation, the horizontal line of the paper\'s figure '
+    '(main.py still adapts it for 10 steps in the test, which the full curve shows).',
     'Omniglot: 60000 iterations, as the paper states for all models (the usage notes say 40000). '
     'The paper evaluates 5-way with 3 inner steps (main.py always runs 10 and writes all of them; the '
     'report reads the column after 3 steps) and 20-way with 5 steps (column 5).',
