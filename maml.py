@@ -204,19 +204,27 @@ class MAML(tf.Module):
         Returns a MetaOutput whose totals are sums over tasks (and rows) divided by B, exactly
         the original's total_loss1 / total_losses2 / accuracies.
         """
+        return self._metalearn(inputa, labela, inputb, labelb, num_updates)[0]
+
+    def _metalearn(self, inputa, labela, inputb, labelb, num_updates):
+        """(MetaOutput, [total_losses2[j] for each step j] as separate scalars).
+
+        The meta-objective is differentiated from its own scalar, not from an entry of the stacked
+        total_losses2: the gradient of a stack sends zeros into every other step's query pass, and
+        backpropagating those zeros cost as much as the real meta-gradient.
+        """
         batch = int(inputa.shape[0])
         if self.batched:
             out = self._grouped_metalearn(inputa, inputb, labela, labelb, num_updates)
         else:
             out = self._map_tasks(inputa, inputb, labela, labelb, num_updates)
-        lossesb = tf.stack(out.lossesb)
+        totals2 = [tf.reduce_sum(loss) / batch for loss in out.lossesb]
         total_acc1 = total_accs2 = None
         if self.classification:
             total_acc1 = tf.reduce_sum(out.accuracya) / batch
             total_accs2 = tf.reduce_sum(tf.stack(out.accuraciesb), 1) / batch
-        return MetaOutput(tf.reduce_sum(out.lossa) / batch,
-                          tf.reduce_sum(tf.reshape(lossesb, [num_updates, -1]), 1) / batch,
-                          total_acc1, total_accs2, out.lossa, lossesb, out.outputa, tf.stack(out.outputbs))
+        return MetaOutput(tf.reduce_sum(out.lossa) / batch, tf.stack(totals2), total_acc1, total_accs2,
+                          out.lossa, tf.stack(out.lossesb), out.outputa, tf.stack(out.outputbs)), totals2
 
     def _grouped_metalearn(self, inputa, inputb, labela, labelb, num_updates):
         """`task_metalearn` on the meta-batch split into `task_groups` independent groups of tasks, its
@@ -260,8 +268,8 @@ class MAML(tf.Module):
         """(MetaOutput, {name: raw d total_losses2[num_updates-1] / d variable}) for one meta-batch."""
         num_updates = num_updates or self.config.num_updates
         with tf.GradientTape() as tape:
-            out = self.metalearn(inputa, labela, inputb, labelb, num_updates)
-            loss = out.total_losses2[self.config.num_updates - 1]
+            out, totals2 = self._metalearn(inputa, labela, inputb, labelb, num_updates)
+            loss = totals2[self.config.num_updates - 1]
         grads = tape.gradient(loss, self.meta_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return out, grads
 
@@ -273,7 +281,7 @@ class MAML(tf.Module):
         self.metatrain_optimizer.apply_gradients(grads)
         # Only the meta-objective leaves the step, so the compiled step drops the query passes of
         # the earlier inner steps and the accuracies, which nothing needs (the original's graph
-        # skipped them too unless summaries were fetched): a quarter of MiniImagenet's FLOPs.
+        # skipped them too unless summaries were fetched).
         return out.total_losses2[self.config.num_updates - 1]
 
     def _pretrain_step(self, inputa, labela, inputb, labelb):
