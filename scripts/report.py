@@ -127,7 +127,7 @@ def collect(experiment, logdir):
 
 # ------------------------------------------------------------------------------------ formatting
 def fmt(metric, value, signed=False):
-    """A value as the table shows it: accuracy in % with 2 decimals, MSE with 3 (3 digits if >= 1000)."""
+    """A value as the table shows it: accuracy in % with 2 decimals, MSE with 3 (4 below 0.01, 3 digits if >= 1000)."""
     if value is None:
         return '—'
     if metric == 'accuracy':
@@ -137,6 +137,8 @@ def fmt(metric, value, signed=False):
     sign = '+' if signed else ''
     if metric == 'mse' and abs(value) >= 1000:
         return f'{value:{sign}.3g}'
+    if metric == 'mse' and 0 < abs(value) < 0.01:        # e.g. the oracle's MSE
+        return f'{value:{sign}.4f}'
     return f'{value:{sign}.{2 if metric == "accuracy" else 3}f}'
 
 
@@ -229,7 +231,7 @@ def details(experiment, info, logdir):
     out.append(f'- Iterations trained: {info["latest"]} of {info["planned"]} in the latest checkpoint'
                + ('' if tested is None or tested == info['latest'] else f'; the test used {tested}'))
     if info['train_wall']:
-        out.append(f'- Training wall time (completed sessions): {duration(info["train_wall"])}')
+        out.append(f'- Training wall time (all sessions with an end time): {duration(info["train_wall"])}')
     for s in r.get('sessions', []):
         out.append('- ' + session_line(s))
     if r.get('machine'):
@@ -291,7 +293,8 @@ def report(logdir):
             '95% CI. '
             'Difference: ours − paper. Within CI: |difference| ≤ our CI + the paper\'s CI, i.e. the '
             'intervals overlap; * where the paper gives no interval (only our CI counts). Iterations: '
-            'trained when tested / the paper\'s count. Train wall: completed training sessions.', '',
+            'trained when tested / the paper\'s count. Train wall: the training sessions\' wall times added '
+            'up (interrupted ones included, TensorFlow start-up and compilation too).', '',
             '| experiment | inner steps | ours | paper | difference | within CI | iterations | train wall |',
             '|---|---|---|---|---|---|---|---|']
     for name, info in done.items():

@@ -110,7 +110,7 @@ Machines: Test CPU, 2 logical CPUs, AVX-512, virtual machine, GPU: none, TensorF
 
 ## Summary
 
-Ours: mean over the test tasks ± 95% confidence interval (1.96·std/√tasks; 600 tasks, the original protocol) from main.py's test CSV, after the number of inner steps the paper reports (sinusoid settings the paper shows only in figures: 1, 5 and 10 steps as its table, the oracle before adaptation; accuracy in %, mean squared error for sinusoid). Paper: Finn et al. 2017, ± its 95% CI. Difference: ours − paper. Within CI: |difference| ≤ our CI + the paper's CI, i.e. the intervals overlap; * where the paper gives no interval (only our CI counts). Iterations: trained when tested / the paper's count. Train wall: completed training sessions.
+Ours: mean over the test tasks ± 95% confidence interval (1.96·std/√tasks; 600 tasks, the original protocol) from main.py's test CSV, after the number of inner steps the paper reports (sinusoid settings the paper shows only in figures: 1, 5 and 10 steps as its table, the oracle before adaptation; accuracy in %, mean squared error for sinusoid). Paper: Finn et al. 2017, ± its 95% CI. Difference: ours − paper. Within CI: |difference| ≤ our CI + the paper's CI, i.e. the intervals overlap; * where the paper gives no interval (only our CI counts). Iterations: trained when tested / the paper's count. Train wall: the training sessions' wall times added up (interrupted ones included, TensorFlow start-up and compilation too).
 
 | experiment | inner steps | ours | paper | difference | within CI | iterations | train wall |
 |---|---|---|---|---|---|---|---|
@@ -140,7 +140,7 @@ python main.py --datasource=sinusoid --logdir=logs/sine_k5_maml --train=False
 
 - Run folder: `logs/sine_k5_maml/cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm`
 - Iterations trained: 70000 of 70000 in the latest checkpoint
-- Training wall time (completed sessions): 10m00s
+- Training wall time (all sessions with an end time): 10m00s
 - train: 2026-01-01T00:00:00+00:00 to 2026-01-01T00:10:00+00:00, wall 10m00s, iterations 0 → 70000, load average 1.0 at start, 2.0 at end, commit `abc1234`
 - test: 2026-01-01T00:10:00+00:00 to 2026-01-01T00:10:20+00:00, wall 20s, checkpoint model69999 (70000 iterations), 600 tasks, commit `abc1234`
 - Machine: Test CPU, 2 logical CPUs, AVX-512, virtual machine, GPU: none, TensorFlow 2.21.0 (tensorflow), Python 3.11.7
@@ -176,7 +176,7 @@ A smoke run (a check of the pipeline, not a result).
 
 - Run folder: `logs/omniglot_20w1s/cls_20.mbs_16.ubs_1.numstep5.updatelr0.1batchnorm`
 - Iterations trained: 3000 of 60000 in the latest checkpoint; the test used 2000
-- Training wall time (completed sessions): 1h30m00s
+- Training wall time (all sessions with an end time): 1h30m00s
 - train: a to b, wall 1h00m00s, iterations 0 → 2000, commit `abc1234`
 - test: c to d, wall 30s, checkpoint model1999 (2000 iterations), 10 tasks, commit `abc1234`
 - train: e to f, wall 30m00s, iterations 2000 → 3000, commit `abc1234`
@@ -232,6 +232,7 @@ def test_number_formats():
     assert report.fmt('accuracy', 0.94833255) == '94.83'
     assert report.fmt('mse', 0.3024) == '0.302'
     assert report.fmt('mse', 1.9e8) == '1.9e+08'
+    assert report.fmt('mse', 0.0030143736) == '0.0030' and report.fmt('mse', 0.0) == '0.000'
     assert report.fmt('mse', float('nan')) == 'nan'
     assert report.fmt('mse', -0.0864, signed=True) == '-0.086'
     assert report.duration(2994) == '49m54s' and report.duration(3725) == '1h02m05s' and report.duration(20.4) == '20s'
