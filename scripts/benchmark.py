@@ -2,7 +2,7 @@
 """Speed of one meta-train step (meta-gradient + TF1 Adam update) against the original TF1 code.
 
     python scripts/benchmark.py [SETTING ...] [--modes eager function xla reference reference_xla tf1]
-        [--repeats 20] [--warmup 3] [--iters 1] [--device cpu|gpu] [--json FILE] [--markdown FILE]
+        [--repeats 20] [--warmup 3] [--iters 1] [--device cpu|gpu] [--task-groups N] [--json FILE] [--markdown FILE]
 
 SETTING is any of `a a_fo b c c_fo d` (default: all), the settings of issue 5 whose TF1 times are
 in ../shared/golden/tf1/timings.json (`tiny`: a small conv net for smoke tests, no TF1 figure).
@@ -119,6 +119,25 @@ def machine_info():
             'python': platform.python_version(), 'platform': platform.platform()}
 
 
+def matmul_ceiling(n=2048, repeats=10):
+    """{'tf', 'xla'}: GFLOP/s of an n x n float32 matmul (median of `repeats`) in plain TensorFlow
+    (oneDNN on x86) and under XLA, on all cores: what this machine's dense kernels reach in practice,
+    against which the goal's required rate is set (no meta-step runs near the theoretical peak)."""
+    import numpy as np
+    import tensorflow as tf
+    a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
+    rates = {}
+    for name, fn in (('tf', lambda: tf.matmul(a, b)), ('xla', tf.function(lambda: tf.matmul(a, b), jit_compile=True))):
+        fn().numpy()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn().numpy()
+            times.append(time.perf_counter() - t0)
+        rates[name] = 2 * n ** 3 / float(np.median(times)) / 1e9
+    return rates
+
+
 def loadavg():
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -198,12 +217,13 @@ def make_batch(setting, seed=0):
     return [a.astype(np.float32) for a in arrays]
 
 
-def build_model(setting, mode):
+def build_model(setting, mode, task_groups=0):
+    """The setting's MAML for `mode`; `task_groups` 0 keeps the model's default for this device."""
     from config import Config, test_num_updates
     from maml import MAML
     config = Config(**setting.flags, seed=0, xla=mode in ('xla', 'reference_xla'))
     return MAML(setting.dim_input, setting.dim_output, test_num_updates(config), config,
-                batched=not mode.startswith('reference'))
+                batched=not mode.startswith('reference'), task_groups=task_groups or None)
 
 
 def step_function(model, mode):
@@ -324,11 +344,11 @@ def tf1_style_step(setting, seed=0):
     return step
 
 
-def count_flops(setting, device):
+def count_flops(setting, device, task_groups=0):
     """{'flops', 'by_op', 'method'} of one meta-iteration from the optimized HLO of the batched XLA step."""
     import tensorflow as tf
     with tf.device(device):
-        model = build_model(setting, 'xla')
+        model = build_model(setting, 'xla', task_groups)
         batch = [tf.constant(a) for a in make_batch(setting)]
         fn = tf.function(model._metatrain_step, jit_compile=True)
         hlo = fn.experimental_get_compiler_ir(*batch)(stage='optimized_hlo')
@@ -362,7 +382,7 @@ def run_one(name, mode, args):
         step, batch = tf1_style_step(setting), []
     else:
         with tf.device(device):
-            model = build_model(setting, mode)
+            model = build_model(setting, mode, args.task_groups)
             batch = [tf.constant(a) for a in make_batch(setting)]
             step = step_function(model, mode)
     build_s = time.perf_counter() - t0
@@ -398,6 +418,7 @@ def run_one(name, mode, args):
         'goal_met': (median <= tf1 / setting.goal) if tf1 else None,
         'post_update_loss_first_call': first_loss, 'finite': bool(np.isfinite(first_loss)),
         'loadavg_start': load_start, 'loadavg_end': loadavg(),
+        'task_groups': getattr(model, 'task_groups', None) if mode != 'tf1' else None,
         'xla_flags': os.environ.get('XLA_FLAGS', ''), 'code': args.code or REPO,
     }
 
@@ -407,7 +428,7 @@ def _child_argv(args, name, mode, what):
     argv = [sys.executable, os.path.abspath(__file__), name, '--modes', mode, '--_child', what,
             '--repeats', str(args.repeats), '--warmup', str(args.warmup), '--iters', str(args.iters),
             '--device', args.device, '--intra-threads', str(args.intra_threads),
-            '--inter-threads', str(args.inter_threads)]
+            '--inter-threads', str(args.inter_threads), '--task-groups', str(args.task_groups)]
     if args.code:
         argv += ['--code', args.code]
     return argv
@@ -429,7 +450,7 @@ def _measure(args, name, mode, what):
         return _in_child(args, name, mode, what)
     try:
         if what == 'flops':
-            return count_flops(SETTINGS[name], '/GPU:0' if args.device == 'gpu' else '/CPU:0')
+            return count_flops(SETTINGS[name], '/GPU:0' if args.device == 'gpu' else '/CPU:0', args.task_groups)
         return run_one(name, mode, args)
     except Exception as e:   # one failing mode should not lose the others' numbers
         return {'setting': name, 'mode': mode, 'error': f'{type(e).__name__}: {e}'}
@@ -471,6 +492,19 @@ def markdown(report):
             f"| {_fmt(r.get('ratio_tf1_rebuild_over_ours'))} | {_fmt(r.get('gflop_per_iter'))} "
             f"| {_fmt(r.get('gflops'))} | {_fmt(r.get('pct_of_peak'), 2)} |")
     lines += ['', f"FLOPs: {report['flops_method']}.", '']
+    ceiling = report.get('matmul_gflops')
+    needs = {r['setting']: r for r in report['results'] if r.get('goal_gflops')}
+    if needs and ceiling and report.get('peak_gflops'):
+        lines += ['What the goal needs: its GFLOP/s = GFLOP/iteration / goal s/iteration, against the peak and '
+                  f"against a 2048x2048 float32 matmul on this machine ({ceiling['tf']:.0f} GFLOP/s in TensorFlow, "
+                  f"{ceiling['xla']:.0f} under XLA), the fastest dense kernel a step could be made of.", '',
+                  '| setting | GFLOP/iter | goal s/iter | GFLOP/s needed | % of peak | x TF matmul rate | x XLA matmul rate |',
+                  '|---|---|---|---|---|---|---|']
+        for name, r in needs.items():
+            lines.append(f"| {name} | {_fmt(r['gflop_per_iter'])} | {_fmt(r['goal_s'])} | {_fmt(r['goal_gflops'])} "
+                         f"| {_fmt(100 * r['goal_gflops'] / report['peak_gflops'], 2)} "
+                         f"| {_fmt(r['goal_gflops'] / ceiling['tf'], 2)} | {_fmt(r['goal_gflops'] / ceiling['xla'], 2)} |")
+        lines.append('')
     return '\n'.join(lines)
 
 
@@ -504,6 +538,8 @@ def parse_args(argv=None):
     p.add_argument('--peak-ghz', type=float, help='clock for the peak (default: cpu MHz of /proc/cpuinfo)')
     p.add_argument('--intra-threads', type=int, default=0, help='tf.config intra-op threads (0: TF default)')
     p.add_argument('--inter-threads', type=int, default=0, help='tf.config inter-op threads (0: TF default)')
+    p.add_argument('--task-groups', type=int, default=0,
+                   help='MAML.task_groups of the batched path (0: the default for the device)')
     p.add_argument('--code', help='import maml.py / utils.py from this directory first (a scratch variant)')
     p.add_argument('--_child', choices=('time', 'flops'), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -511,8 +547,8 @@ def parse_args(argv=None):
     unknown = [s for s in args.settings if s not in SETTINGS]
     if unknown:
         p.error(f"unknown setting(s) {' '.join(unknown)}; choose from {' '.join(SETTINGS)}")
-    if args.repeats < 1 or args.iters < 1 or args.warmup < 0:
-        p.error('--repeats and --iters must be >= 1, --warmup >= 0')
+    if args.repeats < 1 or args.iters < 1 or args.warmup < 0 or args.task_groups < 0:
+        p.error('--repeats and --iters must be >= 1, --warmup and --task-groups >= 0')
     return args
 
 
@@ -538,7 +574,8 @@ def main(argv=None):
               'xla_flags': os.environ.get('XLA_FLAGS', ''), 'code': args.code or REPO,
               'peak_gflops': peak if args.device == 'cpu' else None,
               'peak_assumption': assumption if args.device == 'cpu' else 'n/a (GPU)',
-              'flops_method': 'not counted (--no-flops)', 'loadavg_start': loadavg(), 'results': [], 'flops': {}}
+              'flops_method': 'not counted (--no-flops)', 'loadavg_start': loadavg(), 'results': [], 'flops': {},
+              'matmul_gflops': matmul_ceiling() if args.device == 'cpu' and args.flops else None}
     for name in dict.fromkeys(args.settings):
         flops = None
         if args.flops:
@@ -556,6 +593,8 @@ def main(argv=None):
                 r['gflop_per_iter'] = flops / 1e9
                 r['gflops'] = flops / 1e9 / r['median_s']
                 r['pct_of_peak'] = 100 * r['gflops'] / peak if args.device == 'cpu' else None
+            if flops and r.get('goal_s'):
+                r['goal_gflops'] = flops / 1e9 / r['goal_s']   # the rate the goal needs
             report['results'].append(r)
             msg = r.get('error') or (f"median {r['median_s']:.4g} s (IQR {r['iqr_s']:.2g}), first call "
                                      f"{r['first_call_s']:.3g} s, TF1/ours {_fmt(r['ratio_tf1_over_ours'])}, "

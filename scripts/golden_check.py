@@ -34,15 +34,16 @@ def load(path):
     return d, json.loads(str(d['config_json'])), json.loads(str(d['weights_map_json']))
 
 
-def build(cfg, xla=True, dtype=tf.float32, batched=True):
-    """A MAML configured as the golden file's original graph was (test_num_updates = steps in graph)."""
+def build(cfg, xla=True, dtype=tf.float32, batched=True, task_groups=None):
+    """A MAML configured as the golden file's original graph was (test_num_updates = steps in graph);
+    `task_groups` None keeps the batched path's default for this device."""
     config = Config(datasource=cfg['datasource'], num_classes=cfg['num_classes'],
                     update_batch_size=cfg['update_batch_size'], num_updates=cfg['num_updates'],
                     update_lr=cfg['update_lr'], meta_lr=cfg['meta_lr'], norm=cfg['norm'],
                     num_filters=cfg['num_filters'], max_pool=cfg['max_pool'], stop_grad=cfg['stop_grad'],
                     conv=cfg['conv'], meta_batch_size=cfg['meta_batch_size'], xla=xla, seed=0)
     return MAML(cfg['dim_input'], cfg['dim_output'], test_num_updates=cfg['n_inner_steps_in_graph'],
-                config=config, dtype=dtype, batched=batched)
+                config=config, dtype=dtype, batched=batched, task_groups=task_groups)
 
 
 def _names(model, wmap):
@@ -57,12 +58,12 @@ def _assign_initial(model, d, wmap):
         var.assign(tf.cast(d['var/' + name], var.dtype))
 
 
-def compute(path, xla=True, dtype=tf.float32, batched=True):
+def compute(path, xla=True, dtype=tf.float32, batched=True, task_groups=None):
     """Returns {golden key: the port's value} for every key the golden file holds (in `dtype`)."""
     d, cfg, wmap = load(path)
     batch = [tf.constant(d[k], dtype) for k in ('inputa', 'labela', 'inputb', 'labelb')]
     steps = cfg['n_inner_steps_in_graph']
-    model = build(cfg, xla, dtype, batched)
+    model = build(cfg, xla, dtype, batched, task_groups)
     _assign_initial(model, d, wmap)
     names = _names(model, wmap)
     # one compiled function for all T inner steps and the meta-gradient (of step num_updates)
@@ -170,12 +171,14 @@ def main(argv=None):
                         help='compute in float64 (separates float32 kernel noise from real differences)')
     parser.add_argument('--reference', action='store_true',
                         help='use the per-task tf.map_fn reference path instead of the batched one')
+    parser.add_argument('--task-groups', type=int, help='task groups of the batched path (default: per device)')
     args = parser.parse_args(argv)
     if not os.path.isfile(args.golden):
         print(f'golden_check: no such file {args.golden}', file=sys.stderr)
         return 2
     dtype = tf.float64 if args.float64 else tf.float32
-    ours = compute(args.golden, xla=not args.no_xla, dtype=dtype, batched=not args.reference)
+    ours = compute(args.golden, xla=not args.no_xla, dtype=dtype, batched=not args.reference,
+                   task_groups=args.task_groups)
     ours = {k: v.astype(np.float32) for k, v in ours.items()}
     if args.out:
         tmp = args.out + '.tmp.npz'

@@ -313,18 +313,11 @@ def report(logdir):
 
 # ------------------------------------------------------------------------------------ CLI
 def fail(message, status=2):
-    """Prints `report.py: error: <message>` as one line on stderr and exits."""
-    print(f'{PROG}: error: ' + ' '.join(str(message).split()), file=sys.stderr)
-    sys.exit(status)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        fail(f'{message}; see python scripts/report.py --help')
+    reproduce.fail(message, status, PROG)
 
 
 def main(argv=None):
-    p = _Parser(prog=PROG, description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = reproduce._Parser(prog=PROG, description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                 epilog=__doc__[__doc__.index('\n') + 1:])
     p.add_argument('--logdir', default='logs', help='the folder with one <experiment name>/ per run')
     p.add_argument('--out', default='-', help='Markdown file to write (-: standard output)')

@@ -461,15 +461,16 @@ def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=
 
 
 # ------------------------------------------------------------------------------------ CLI
-def fail(message, status=2):
-    """Prints `reproduce.py: error: <message>` as one line on stderr and exits."""
-    print(f'{PROG}: error: ' + ' '.join(str(message).split()), file=sys.stderr)
+def fail(message, status=2, prog=PROG):
+    """Prints `<prog>: error: <message>` as one line on stderr and exits (also report.py's)."""
+    print(f'{prog}: error: ' + ' '.join(str(message).split()), file=sys.stderr)
     sys.exit(status)
 
 
 class _Parser(argparse.ArgumentParser):
+    """Usage errors as one `fail` line pointing at --help, instead of argparse's usage dump."""
     def error(self, message):
-        fail(f'{message}; see python scripts/reproduce.py --help')
+        fail(f'{message}; see python scripts/{self.prog} --help', prog=self.prog)
 
 
 def parse_args(argv):

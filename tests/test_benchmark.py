@@ -30,9 +30,9 @@ def _check_timing(r, repeats):
 
 
 def test_sinusoid_all_fields(tmp_path):
-    """Setting d in three modes, each in its own process, as the default run does."""
+    """Setting d in two modes, each in its own process, as the default run does."""
     out_json, out_md = tmp_path / 'bench.json', tmp_path / 'bench.md'
-    proc = subprocess.run([sys.executable, SCRIPT, 'd', '--modes', 'function', 'xla', 'tf1', '--repeats', '2',
+    proc = subprocess.run([sys.executable, SCRIPT, 'd', '--modes', 'xla', 'tf1', '--repeats', '2',
                            '--warmup', '1', '--json', str(out_json), '--markdown', str(out_md)],
                           capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
@@ -43,8 +43,9 @@ def test_sinusoid_all_fields(tmp_path):
         assert key in report, key
     assert report['machine']['cores'] >= 1 and report['peak_gflops'] > 0
     assert report['flops']['d']['flops'] > 0
+    assert report['matmul_gflops']['tf'] > 0 and report['matmul_gflops']['xla'] > 0
     results = {r['mode']: r for r in report['results']}
-    assert set(results) == {'function', 'xla', 'tf1'}
+    assert set(results) == {'xla', 'tf1'}
     for mode, r in results.items():
         _check_timing(r, 2)
         assert r['setting'] == 'd' and r['tf1_s'] == pytest.approx(0.0167) and r['goal_factor'] == 5
@@ -53,21 +54,28 @@ def test_sinusoid_all_fields(tmp_path):
         assert r['ratio_tf1_rebuild_over_ours'] == pytest.approx(results['tf1']['median_s'] / r['median_s'])
         assert r['gflops'] == pytest.approx(r['flops_per_iter'] / 1e9 / r['median_s'])
         assert 0 < r['pct_of_peak'] == pytest.approx(100 * r['gflops'] / report['peak_gflops'])
+        assert r['goal_gflops'] == pytest.approx(r['flops_per_iter'] / 1e9 / (0.0167 / 5))
     assert results['xla']['shapes'] == {'inputa': [25, 10, 1], 'inputb': [25, 10, 1]}
 
     table = out_md.read_text()
     assert '| setting | mode |' in table and report['peak_assumption'] in table
     rows = [line for line in table.splitlines() if line.startswith('| d |')]
-    assert [row.split('|')[2].strip() for row in rows] == ['function', 'xla', 'tf1']
+    assert [row.split('|')[2].strip() for row in rows[:2]] == ['xla', 'tf1']
+    need = rows[2].split('|')   # the feasibility table: GFLOP/s the goal needs, against the peak and matmul
+    assert len(rows) == 3 and float(need[2]) == pytest.approx(report['flops']['d']['flops'] / 1e9, rel=1e-2)
+    assert float(need[4]) == pytest.approx(results['xla']['goal_gflops'], rel=1e-2)
+    assert float(need[6]) == pytest.approx(results['xla']['goal_gflops'] / report['matmul_gflops']['tf'], rel=1e-2)
 
 
 def test_tiny_conv_in_process(tmp_path):
     """A small conv net (second order, batch norm) in this process, without FLOP counting."""
     out_json = tmp_path / 'tiny.json'
     assert benchmark.main(['tiny', '--modes', 'function', '--repeats', '1', '--warmup', '0', '--no-isolate',
-                           '--no-flops', '--json', str(out_json), '--markdown', str(tmp_path / 'tiny.md')]) == 0
+                           '--no-flops', '--task-groups', '2', '--json', str(out_json),
+                           '--markdown', str(tmp_path / 'tiny.md')]) == 0
     (r,) = json.loads(out_json.read_text())['results']
     _check_timing(r, 1)
+    assert r['task_groups'] == 2
     assert r['tf1_s'] is None and r['goal_met'] is None and 'gflops' not in r
     assert r['shapes']['inputa'] == [2, 5, 784]
     assert '| tiny | function |' in (tmp_path / 'tiny.md').read_text()
@@ -110,6 +118,7 @@ def test_unknown_setting_is_a_usage_error():
         benchmark.parse_args(['e'])
 
 
+@pytest.mark.slow
 def test_profile_step_names_the_kinds_of_ops():
     """scripts/profile_step.py on the tiny setting: per-kind busy times, all matrix products under `dot`."""
     proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'profile_step.py'), 'tiny', '--steps', '2'],
