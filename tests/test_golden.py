@@ -33,9 +33,16 @@ def test_all_shared_cases_are_listed(golden_dir):
 # the same values). The slow set runs every case on this device's default path (2 groups on a CPU),
 # the 5-step 20-way case also without XLA, and stop_grad / layer norm, which test_maml also checks
 # against the first-order formula and finite differences.
+#
+# omni_20w1s_5steps has a ReLU input within rounding distance of 0 at step 2 (golden README caveat).
+# In float32 the CPU's 2-group XLA kernels round it to the other side: per-row losses then miss by
+# 5.3e-3 and meta-gradients by 8.5e-2, beyond the README's measured noise. Its float32 XLA run is
+# therefore one chain (which passes), and the 2-group path is checked in float64, where it matches
+# the golden to 3e-5 (test_long_inner_loop_matches_in_float64).
+FLIP_SENSITIVE = {'omni_20w1s_5steps'}
 DEFAULT_CASES = ('sine_K10', 'sine_K5_steps3', 'omni_5w1s_bn', 'omni_5w1s_nonorm_fc', 'mini_5w1s_maxpool')
 PARITY_RUNS = [pytest.param(c, True, 1) for c in DEFAULT_CASES] + \
-    [pytest.param(c, True, None, marks=pytest.mark.slow) for c in CASES] + \
+    [pytest.param(c, True, 1 if c in FLIP_SENSITIVE else None, marks=pytest.mark.slow) for c in CASES] + \
     [pytest.param('omni_20w1s_5steps', False, None, marks=pytest.mark.slow)]
 
 
@@ -55,11 +62,13 @@ def test_golden_parity(golden_dir, case, xla, task_groups):
 
 
 @pytest.mark.slow
-def test_long_inner_loop_matches_in_float64(golden_dir):
-    """omni_20w1s_5steps in float64: the meta-gradient matches the golden to 1e-3, which the
-    README says the original's own float64 graph does (float32 kernels may flip a ReLU)."""
+@pytest.mark.parametrize('xla', [False, True])
+def test_long_inner_loop_matches_in_float64(golden_dir, xla):
+    """omni_20w1s_5steps in float64, with and without XLA (the device's default task groups): the
+    meta-gradient matches the golden to 1e-3, which the README says the original's own float64
+    graph does (float32 kernels may flip a ReLU)."""
     path = os.path.join(golden_dir, 'omni_20w1s_5steps.npz')
-    ours = golden_check.compute(path, xla=False, dtype=tf.float64)
+    ours = golden_check.compute(path, xla=xla, dtype=tf.float64)
     ours = {k: v.astype(np.float32) for k, v in ours.items()}
     assert not _failures(golden_check.compare(path, ours, tf.float64))
 
