@@ -422,7 +422,7 @@ def run_one(name, mode, args):
         'goal_met': (median <= tf1 / setting.goal) if tf1 else None,
         'post_update_loss_first_call': first_loss, 'finite': bool(np.isfinite(first_loss)),
         'loadavg_start': load_start, 'loadavg_end': loadavg(),
-        'task_groups': getattr(model, 'task_groups', None) if mode != 'tf1' else None,
+        'task_groups': model.task_groups if mode != 'tf1' else None,
         'xla_flags': os.environ.get('XLA_FLAGS', ''), 'code': args.code or REPO,
     }
 
