@@ -9,6 +9,18 @@ import dataclasses
 DATASOURCES = ('sinusoid', 'omniglot', 'miniimagenet')
 NORMS = ('batch_norm', 'layer_norm', 'None')
 BASELINES = (None, 'oracle')
+# --method: name -> 'module:Class' of the learner (all share main.py's train()/test(); see README "Architecture")
+METHODS = {
+    'maml': 'maml:MAML',
+}
+PROTOCOLS = ('maml', 'reptile')
+INNER_LOOP = ('maml', 'metasgd', 'anil')          # the learners the MAML++ switches apply to
+
+
+def _flag(default, help, methods=None):
+    """A field that main.py turns into a flag (`help` is its help text). `methods`: the --method values it
+    means something to (None: all); setting it explicitly for another method is a usage error."""
+    return dataclasses.field(default=default, metadata={'help': help, 'methods': methods})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +58,83 @@ class Config:
     num_val_classes: int = -1
     tf1_checkpoint: str = ''             # a checkpoint of the original TF1 code to test or train from
     export_tf1: str = ''                 # write the weights as a TF1 checkpoint here (a prefix) at the end
+    # ---- learners beyond MAML: flags defined from these fields by main.py (help text in the metadata) ----
+    method: str = _flag('maml', 'the learner: ' + ', '.join(METHODS) + ' (maml: the faithful port of the original)')
+    protocol: str = _flag('maml', 'maml: MAML\'s network, split and 600 fixed test tasks for every method; '
+                          'reptile: everything else as openai/supervised-reptile (Omniglot only)')
+    # Reptile (openai/supervised-reptile flags; its --learning-rate is --update_lr, its --meta-batch --meta_batch_size,
+    # its --classes/--shots are --num_classes/--update_batch_size, its --meta-iters --metatrain_iterations)
+    inner_iters: int = _flag(20, 'Reptile: inner Adam steps per training task (its --inner-iters)', ('reptile',))
+    inner_batch: int = _flag(5, 'Reptile: inner mini-batch size during training (its --inner-batch)', ('reptile',))
+    train_shots: int = _flag(-1, 'Reptile: examples per class of a training task; -1: --update_batch_size '
+                             '(its --train-shots)', ('reptile',))
+    meta_step: float = _flag(0.1, 'Reptile: outer step size epsilon at the start (its --meta-step)', ('reptile',))
+    meta_step_final: float = _flag(0.1, 'Reptile: outer step size at the end, linear in between '
+                                   '(its --meta-step-final)', ('reptile',))
+    eval_iters: int = _flag(50, 'Reptile: inner Adam steps at evaluation (its --eval-iters)', ('reptile',))
+    eval_batch: int = _flag(5, 'Reptile: inner mini-batch size at evaluation (its --eval-batch)', ('reptile',))
+    eval_samples: int = _flag(10000, 'Reptile with --protocol=reptile: test tasks (its --eval-samples)', ('reptile',))
+    transductive: bool = _flag(False, 'Reptile: predict all queries in one batch (its --transductive)', ('reptile',))
+    # MAML++ (Antoniou et al. 2019): each change its own switch, all off by default
+    multi_step_loss: bool = _flag(False, 'MAML++ MSL: query loss after every inner step, annealed weights',
+                                  INNER_LOOP)
+    multi_step_loss_epochs: int = _flag(10, 'MAML++ MSL: epochs over which the step weights anneal to the last '
+                                        'step', INNER_LOOP)
+    first_order_epochs: int = _flag(-1, 'MAML++ DA: first-order meta-gradient for this many epochs, then second '
+                                    'order; -1: off', INNER_LOOP)
+    lslr: bool = _flag(False, 'MAML++ LSLR: learned inner learning rate per layer and step', INNER_LOOP)
+    per_step_bn: bool = _flag(False, 'MAML++ BNWB: batch-norm weights and biases per inner step', INNER_LOOP)
+    per_step_bn_stats: bool = _flag(False, 'MAML++ BNRS: per-step batch-norm running statistics', INNER_LOOP)
+    cosine_meta_lr: bool = _flag(False, 'MAML++ CA: cosine annealing of --meta_lr to --min_meta_lr over the run',
+                                 INNER_LOOP)
+    min_meta_lr: float = _flag(1e-5, 'MAML++ CA: the meta learning rate at the end', INNER_LOOP)
+    iterations_per_epoch: int = _flag(500, 'MAML++: iterations per epoch (its schedules count epochs)', INNER_LOOP)
+    # Prototypical / Matching Networks
+    train_classes: int = _flag(-1, 'ways of the meta-training episodes; -1: --num_classes',
+                               ('protonet', 'matchingnet'))
+    lr_decay_every: int = _flag(2000, 'halve the Adam learning rate every this many episodes; 0: never',
+                                ('protonet', 'matchingnet'))
+    fce: bool = _flag(False, 'Matching Networks: full-context embeddings', ('matchingnet',))
+    # Fine-tuning baselines (Chen et al. 2019)
+    batch_size: int = _flag(16, 'baseline pre-training: images per mini-batch', ('baseline', 'baseline_pp'))
+    finetune_epochs: int = _flag(100, 'baseline: epochs of the new head on a test task\'s support set',
+                                 ('baseline', 'baseline_pp'))
+    finetune_batch: int = _flag(4, 'baseline: mini-batch of the new head\'s SGD', ('baseline', 'baseline_pp'))
+    finetune_lr: float = _flag(0.01, 'baseline: SGD learning rate of the new head (momentum 0.9, weight decay '
+                               '1e-3)', ('baseline', 'baseline_pp'))
 
     def replace(self, **changes):
         """Returns a copy with `changes` applied (the config itself never mutates)."""
         return dataclasses.replace(self, **changes)
+
+
+# The original's flags that mean something to some learners only (the rest mean something to all).
+ORIGINAL_FLAG_METHODS = {
+    'update_lr': INNER_LOOP + ('reptile',),
+    'train_update_lr': INNER_LOOP,
+    'num_updates': INNER_LOOP,
+    'stop_grad': INNER_LOOP,
+    'pretrain_iterations': ('maml',),
+    'baseline': ('maml',),
+    'tf1_checkpoint': ('maml',),
+    'export_tf1': ('maml',),
+}
+
+
+def flag_methods(name):
+    """The --method values the flag `name` means something to, or None for all."""
+    field = {f.name: f for f in dataclasses.fields(Config)}[name]
+    return field.metadata.get('methods', ORIGINAL_FLAG_METHODS.get(name))
+
+
+def learner_fields(config):
+    """[(name, value)] of the fields added for learners beyond MAML that the config's method uses and that are
+    not at their default: they name the experiment (see exp_string)."""
+    default = Config()
+    return [(f.name, getattr(config, f.name)) for f in dataclasses.fields(Config)
+            if 'help' in f.metadata and f.name not in ('method', 'protocol')
+            and config.method in (f.metadata['methods'] or METHODS)
+            and getattr(config, f.name) != getattr(default, f.name)]
 
 
 def test_num_updates(config):
@@ -86,4 +171,12 @@ def exp_string(config):
     if config.baseline:
         s += config.baseline
     s += {'batch_norm': 'batchnorm', 'layer_norm': 'layernorm', 'None': 'nonorm'}.get(config.norm, '')
+    # maml-tf2: the other learners and their settings extend the name, so no two of them share a folder;
+    # MAML without them keeps the original's name.
+    if config.method != 'maml':
+        s += '.' + config.method
+    if config.protocol != 'maml':
+        s += '.protocol_' + config.protocol
+    for name, value in learner_fields(config):
+        s += '.' + name + ('' if value is True else str(value))
     return s

@@ -114,6 +114,11 @@ def define_flags(flag_values=FLAGS):
                         'with a `checkpoint` file) to test (--train=False) or to continue training from', **f)
     flags.DEFINE_string('export_tf1', d.export_tf1, 'at the end, write the weights as a TF1 checkpoint with '
                         'this prefix (e.g. DIR/model59999), readable by the original code', **f)
+    ## The learners beyond MAML: one flag per Config field that carries its help text
+    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
+    for field in dataclasses.fields(Config):
+        if 'help' in field.metadata:
+            define[type(field.default)](field.name, field.default, field.metadata['help'], **f)
 
 
 define_flags()
@@ -132,9 +137,26 @@ def config_from_flags(flag_values=FLAGS):
     return Config(**values)
 
 
-def check_config(config):
-    """Raises UsageError for the first flag value the original could not run with, or that makes no sense."""
+def explicit_flags(flag_values=FLAGS):
+    """The names of the Config flags given on the command line."""
+    return tuple(f.name for f in dataclasses.fields(Config) if flag_values[f.name].present)
+
+
+def check_config(config, explicit=()):
+    """Raises UsageError for the first flag value the original could not run with, or that makes no sense.
+
+    `explicit`: the flags set on the command line; one that means nothing to `--method` is an error.
+    """
     c = config
+    if c.method not in config_lib.METHODS:
+        raise UsageError(f'unknown --method={c.method!r}; use one of ' + ', '.join(config_lib.METHODS))
+    if c.protocol not in config_lib.PROTOCOLS:
+        raise UsageError(f'unknown --protocol={c.protocol!r}; use ' + ' or '.join(config_lib.PROTOCOLS))
+    for name in explicit:
+        methods = config_lib.flag_methods(name)
+        if methods is not None and c.method not in methods:
+            raise UsageError(f'--{name} means nothing to --method={c.method} (it is a flag of '
+                             f'{", ".join(methods)}); drop --{name} or choose one of those methods')
     if c.datasource not in config_lib.DATASOURCES:
         raise UsageError(f'unknown --datasource={c.datasource!r}; use sinusoid, omniglot or miniimagenet')
     if c.norm not in config_lib.NORMS:
@@ -246,7 +268,8 @@ def _atomic_write(path, write, binary=False):
 class Checkpointer:
     """`model<itr>` checkpoints in one directory, holding everything a resumed run needs.
 
-    Each holds the weights, the norm weights, both Adam optimizers (slots m, v and beta powers),
+    Each holds the learner's `checkpoint_items()` (MAML: the weights, the norm weights, both Adam optimizers
+    with slots m, v and beta powers),
     `iteration` (the number of iterations done: a resumed run continues there, it never parses a
     file name) and `data_state` (json of the data generator's random state). A save writes under
     a temporary name, renames the files into place (index last) and only then rewrites the
@@ -260,10 +283,8 @@ class Checkpointer:
         self.data_generator = data_generator
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name='iteration')
         self.data_state = tf.Variable('', dtype=tf.string, trainable=False, name='data_state')
-        self.checkpoint = tf.train.Checkpoint(
-            weights=model.weights, norm_weights=model.norm_weights,
-            metatrain_optimizer=model.metatrain_optimizer, pretrain_optimizer=model.pretrain_optimizer,
-            iteration=self.iteration, data_state=self.data_state)
+        self.checkpoint = tf.train.Checkpoint(**model.checkpoint_items(), iteration=self.iteration,
+                                              data_state=self.data_state)
         self.kept = []              # prefixes listed in the state file, oldest first
 
     def restore(self, prefix, restore_data=True):
@@ -369,6 +390,13 @@ def load_tf1(experiment, prefix):
 
 
 # ------------------------------------------------------------------------------------ set-up
+def learner_class(method):
+    """The learner class that `--method=method` trains and tests (config.METHODS names its module:Class)."""
+    import importlib
+    module, name = config_lib.METHODS[method].split(':')
+    return getattr(importlib.import_module(module), name)
+
+
 @dataclasses.dataclass
 class Experiment:
     """Everything `train` / `test` work on, as `prepare` built it."""
@@ -382,13 +410,13 @@ class Experiment:
     restored_from: str | None
 
 
-def prepare(config):
+def prepare(config, explicit=()):
     """Checks `config`, builds the data generator and the model, restores the checkpoint to resume or test
     (`--tf1_checkpoint`: that TF1 checkpoint instead of the experiment's own).
 
     Writes nothing. Raises UsageError (or data_generator.DataError) for anything the user can fix.
     """
-    check_config(config)
+    check_config(config, explicit)
     rc = run_config(config)
     exp_dir = os.path.join(config.logdir, config_lib.exp_string(config))
     tf1_file = check_tf1_paths(config, exp_dir)
@@ -410,9 +438,8 @@ def prepare(config):
                          f'(without --train=False), point --logdir at the training run, or pass --tf1_checkpoint')
     _check_writable_dir(exp_dir, '--logdir=' + config.logdir)
 
-    from maml import MAML
     dim_input = 3 if rc.baseline == 'oracle' else data_generator.dim_input
-    model = MAML(dim_input, data_generator.dim_output, config_lib.test_num_updates(rc), rc)
+    model = learner_class(rc.method)(dim_input, data_generator.dim_output, config_lib.test_num_updates(rc), rc)
     checkpointer = Checkpointer(model, data_generator, exp_dir)
     experiment = Experiment(config, rc, exp_dir, data_generator, model, checkpointer, 0, model_file or tf1_file)
     if tf1_file:
@@ -640,9 +667,9 @@ def test(experiment):
 
 
 # ------------------------------------------------------------------------------------ main
-def run(config, intervals=None):
-    """What `python main.py` does with `config`: trains or tests."""
-    experiment = prepare(config)
+def run(config, explicit=(), intervals=None):
+    """What `python main.py` does with `config` (`explicit`: the flags given): trains or tests."""
+    experiment = prepare(config, explicit)
     result = train(experiment, intervals) if config.train else test(experiment)
     if config.export_tf1:
         import tf1_checkpoint as tf1_lib
@@ -671,7 +698,7 @@ def main(argv):
         fail(f'unexpected argument {argv[1]!r}; flags are written --name=value')
     import data_generator as data_lib
     try:
-        run(config_from_flags())
+        run(config_from_flags(), explicit_flags())
     except (UsageError, data_lib.DataError) as e:
         fail(e)
 

@@ -85,6 +85,11 @@ class MAML(tf.Module):
         self.pretrain_optimizer = adam.Adam(self.meta_variables, config.meta_lr, name='Adam_pretrain')
         self._functions = {}
 
+    def checkpoint_items(self):
+        """{name: trackable} a checkpoint holds (the names are the checkpoint's keys; keep them stable)."""
+        return dict(weights=self.weights, norm_weights=self.norm_weights,
+                    metatrain_optimizer=self.metatrain_optimizer, pretrain_optimizer=self.pretrain_optimizer)
+
     # ---------------------------------------------------------------- weights
     def construct_fc_weights(self, rng):
         """fc weights `w1, b1, ...`: truncated normal (stddev 0.01) matrices, zero biases."""

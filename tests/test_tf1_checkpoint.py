@@ -319,7 +319,7 @@ def test_main_tests_a_tf1_checkpoint_and_continues_training_from_it(tmp_path, ca
     """Train 20 iterations and export; `main.py --train=False --tf1_checkpoint=DIR` (a fresh process)
     writes the test CSV and pkl of exactly the trained weights; training from it continues at 20."""
     config = _sine(tmp_path, export_tf1=str(tmp_path / 'tf1' / 'model19'))
-    main.run(config, main.Intervals(summary=10, save=100, print=100, test_print=100))
+    main.run(config, intervals=main.Intervals(summary=10, save=100, print=100, test_print=100))
     assert capsys.readouterr().out.splitlines()[-1] == '[maml-tf2] wrote TF1 checkpoint ' + config.export_tf1
 
     proc = _main('--datasource=sinusoid', '--meta_batch_size=4', '--update_batch_size=10', '--update_lr=0.01',
