@@ -5,9 +5,9 @@ original's; what changed (see docs/DATA.md):
 
 * Omniglot characters are listed in sorted order (`os.listdir` order differs between machines)
   before the original's `random.seed(1); random.shuffle(...)` split into 1100 / 100 / rest.
-* All Omniglot images are decoded once into a uint8 array (cached as a `.npz`, written atomically
-  where a writable place exists) and tasks are sampled from it with vectorised numpy, instead of a
-  queue of 200,000 tasks' file names.
+* All Omniglot images are decoded once into a uint8 array (cached as a `.npz` in the per-user
+  cache folder, see cache_dir) and tasks are sampled from it with vectorised, stateless TensorFlow
+  ops inside tf.data, instead of a queue of 200,000 tasks' file names.
 * The training stream is endless and fresh (the original cycled 200,000 pre-drawn tasks); it is
   reproducible given `config.seed` and its position can be checkpointed (`get_state`/`set_state`).
 * The 600 evaluation tasks (including their rotations) are drawn once from their own fixed seed,
@@ -65,6 +65,25 @@ def num_samples_per_class(config):
     if config.datasource == 'miniimagenet' and config.train:
         return k + MINI_QUERY
     return 2 * k
+
+
+IMAGES_PER_CLASS = {'omniglot': 20, 'miniimagenet': 600}   # drawings per character / images per class
+
+
+def check_sizes(datasource, samples_per_class, k):
+    """Raises DataError when a task's S = K + query images per class exceed what every class of the
+    dataset has (Omniglot: 20 drawings per character; MiniImagenet: 600 images per class), so no
+    data, complete or not, can hold such a task. k: the support part K (for the message)."""
+    have = IMAGES_PER_CLASS.get(datasource)
+    if have is None or samples_per_class <= have:
+        return
+    what = 'drawings per character' if datasource == 'omniglot' else 'images per class'
+    q = samples_per_class - k
+    split = (f'K={k} support + {q} query = {samples_per_class}' if 0 <= q < samples_per_class
+             else f'{samples_per_class}')
+    raise DataError(f'a task needs {split} images of each class, but {datasource} has only {have} {what}: '
+                    f'lower --update_batch_size or --num_query so that K + query <= {have} '
+                    f'(the data itself is fine)')
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,18 +188,30 @@ def _official_characters(parts):
 
 
 def _stat_key(path):
+    """[real path, size, mtime] of a source file: a symlinked and a direct path to the same file
+    give the same key (so they share one cache instead of rebuilding it in turn)."""
     st = os.stat(path)
-    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+    return [os.path.realpath(path), st.st_size, st.st_mtime_ns]
 
 
-def _cache_dirs(data_root):
-    """Where the Omniglot cache may go, in order: $MAML_TF2_CACHE, the data folder, ~/.cache."""
+def cache_dir():
+    """The folder of the Omniglot cache, or None when caching is off.
+
+    $MAML_TF2_CACHE if set (a folder, or 'off' to disable caching), else the per-user XDG cache
+    folder $XDG_CACHE_HOME/maml-tf2 (default ~/.cache/maml-tf2). Never the data folder: reference
+    and shared data folders stay untouched.
+    """
     env = os.environ.get(CACHE_ENV)
     if env is not None:
-        return [] if env.strip().lower() in ('', '0', 'off', 'none', 'false') else [env]
-    dirs = [data_root] if data_root else []
+        return None if env.strip().lower() in ('', '0', 'off', 'none', 'false') else os.path.expanduser(env)
     base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-    return dirs + [os.path.join(base, 'maml-tf2')]
+    return os.path.join(base, 'maml-tf2')
+
+
+def _cache_dirs(data_root=None):
+    """[cache_dir()] or [] (data_root is not used: caches never go beside the data)."""
+    d = cache_dir()
+    return [d] if d else []
 
 
 def _cache_name(fingerprint):
@@ -219,7 +250,8 @@ def _writable(d):
 
 
 def _write_cache(dirs, fname, data):
-    """Writes the cache atomically into the first writable folder; returns its path or None."""
+    """Writes the cache atomically (temporary file + rename) into the first writable folder of dirs;
+    returns its path, or None when none is writable (the data then stays in memory only)."""
     for d in dirs:
         tmp = None
         try:
@@ -235,13 +267,7 @@ def _write_cache(dirs, fname, data):
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
             os.replace(tmp, os.path.join(d, fname))
-            tmp = None
-            for old in os.listdir(d):  # stale caches of changed data
-                if old.startswith('maml_tf2_omniglot28_') and old.endswith('.npz') and old != fname:
-                    try:
-                        os.remove(os.path.join(d, old))
-                    except OSError:
-                        pass
+            tmp = None   # other keys' caches are left alone: they may belong to other data in use
             log.info('Omniglot: wrote cache %s', os.path.join(d, fname))
             return os.path.join(d, fname)
         except OSError:
@@ -355,7 +381,7 @@ def _load_tfds():
         if os.path.isdir(builder.data_dir):
             fingerprint = ['tfds', str(builder.data_dir)] + sorted(
                 _stat_key(os.path.join(builder.data_dir, f)) for f in os.listdir(builder.data_dir))
-        dirs = _cache_dirs(None)
+        dirs = _cache_dirs()
         fname = _cache_name(fingerprint) if fingerprint else None
         if fname:
             data = _read_cache(dirs, fname)
@@ -415,7 +441,7 @@ def load_omniglot(data_dir=''):
         chars = {k: {f: ('file', p) for f, p in files.items()} for k, files in _tree_characters(root).items()}
     if not chars:
         raise DataError(f'no Omniglot characters found in {root}: {_GET_ZIPS}')
-    dirs = _cache_dirs(root)
+    dirs = _cache_dirs()
     fname = _cache_name(_fingerprint(kind, chars, parts or ()))
     data = _read_cache(dirs, fname)
     if data is None:
@@ -556,10 +582,13 @@ class DataGenerator:
             self.input_range = [-5.0, 5.0]
             self.dim_input = 1
             self.dim_output = 1
-        elif self.datasource == 'omniglot':
-            self._init_omniglot(config)
-        elif self.datasource == 'miniimagenet':
-            self._init_miniimagenet(config)
+        elif self.datasource in IMAGES_PER_CLASS:
+            # before any data is read, so an impossible size fails fast
+            check_sizes(self.datasource, self.num_samples_per_class, getattr(config, 'update_batch_size', 0))
+            if self.datasource == 'omniglot':
+                self._init_omniglot(config)
+            else:
+                self._init_miniimagenet(config)
         else:
             raise DataError(f'unknown --datasource={self.datasource!r}: use sinusoid, omniglot or miniimagenet')
 

@@ -305,15 +305,6 @@ def test_zip_extracted_and_resized_layouts_agree(small_official, monkeypatch):
         assert dg.metatrain_character_folders == results[0].metatrain_character_folders
     d0 = results[0].data
     assert d0.names[:2] == ['Greek/character01', 'Greek/character02'] and d0.index(d0.names[1], d0.files[25]) == 25
-    # the cache lands in a writable data folder, written atomically
-    env = os.environ.pop(data_generator.CACHE_ENV)
-    try:
-        DataGenerator(2, 2, omni_config(data_dir=str(small_official['zipped']), **split))
-    finally:
-        os.environ[data_generator.CACHE_ENV] = env
-    names = os.listdir(small_official['zipped'])
-    assert any(n.startswith('maml_tf2_omniglot28_') and n.endswith('.npz') for n in names)
-    assert not any(n.endswith('.tmp') for n in names)
     # the default ./data/omniglot_resized (as the original) and --data_dir=parent
     monkeypatch.chdir(small_official['root'])
     os.makedirs('data', exist_ok=True)
@@ -327,13 +318,54 @@ def test_zip_extracted_and_resized_layouts_agree(small_official, monkeypatch):
                    '--num_train_classes', '12 characters')
 
 
+def _caches(d):
+    return sorted(n for n in os.listdir(d) if n.startswith('maml_tf2_omniglot28_')) if os.path.isdir(d) else []
+
+
+def test_cache_per_user_shared_by_symlinks_and_never_deletes_others(small_official, tmp_path, monkeypatch):
+    """Issue 13: the cache goes to $XDG_CACHE_HOME/maml-tf2, never beside the (writable) data; a
+    symlinked and a direct path to the same data share one cache; other keys' caches survive."""
+    split = dict(num_train_classes=6, num_val_classes=3, num_classes=3)
+    monkeypatch.delenv(data_generator.CACHE_ENV)
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+    cache = tmp_path / 'xdg' / 'maml-tf2'
+    data = tmp_path / 'data'
+    shutil.copytree(small_official['zipped'], data)          # a writable data folder
+    (tmp_path / 'link').symlink_to(data, target_is_directory=True)
+    first_dg = DataGenerator(2, 2, omni_config(data_dir=str(data), **split))
+    assert sorted(os.listdir(data)) == sorted(os.listdir(small_official['zipped']))   # nothing written there
+    assert len(_caches(cache)) == 1 and not [n for n in os.listdir(cache) if n.endswith('.tmp')]
+    with monkeypatch.context() as m:   # the symlinked path reads that cache: no decoding
+        m.setattr(data_generator, '_load_files', lambda *a: pytest.fail('rebuilt the cache for a symlinked path'))
+        again = DataGenerator(2, 2, omni_config(data_dir=str(tmp_path / 'link'), **split))
+    np.testing.assert_array_equal(again.data.images, first_dg.data.images)
+    assert len(_caches(cache)) == 1
+    other = DataGenerator(2, 2, omni_config(data_dir=str(small_official['extracted']), **split))
+    assert len(_caches(cache)) == 2                          # the first key's cache is still there
+    np.testing.assert_array_equal(other.data.images, first_dg.data.images)
+    monkeypatch.setenv(data_generator.CACHE_ENV, str(tmp_path / 'mine'))   # relocated
+    DataGenerator(2, 2, omni_config(data_dir=str(data), **split))
+    assert len(_caches(tmp_path / 'mine')) == 1 and sorted(os.listdir(data)) == sorted(os.listdir(small_official['zipped']))
+
+
+def test_impossible_task_sizes_are_named(omniglot_dir):
+    """Issue 13: K + query over the 20 drawings per character is not 'incomplete data'."""
+    msg = one_line_error(lambda: DataGenerator(30, 4, omni_config(data_dir=omniglot_dir, update_batch_size=15)),
+                         'K=15 support + 15 query = 30', 'only 20 drawings per character',
+                         '--update_batch_size', '--num_query', 'K + query <= 20')
+    assert 'incomplete' not in msg
+    one_line_error(lambda: data_generator.check_sizes('miniimagenet', 616, 601), 'K=601 support + 15 query = 616',
+                   'only 600 images per class')
+    data_generator.check_sizes('omniglot', 20, 10)         # the largest possible task is fine
+
+
 def test_small1_alone_needs_split_flags(omniglot_dir, tmp_path, monkeypatch):
     data = tmp_path / 'data'
     data.mkdir()
     os.symlink(os.path.join(omniglot_dir, 'images_background_small1.zip'), data / 'images_background_small1.zip')
     one_line_error(lambda: DataGenerator(2, 4, omni_config(data_dir=str(data))),
                    '--num_train_classes', 'images_evaluation')
-    # a read-only data folder is never written to (even by root): the cache goes to ~/.cache
+    # the data folder is never written to: the cache goes to $XDG_CACHE_HOME/maml-tf2
     monkeypatch.delenv(data_generator.CACHE_ENV)
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'home_cache'))
     os.chmod(data, 0o555)
