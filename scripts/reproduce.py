@@ -5,6 +5,7 @@
     python scripts/reproduce.py NAME [NAME ...] [--logdir_root logs] [--data_dir DIR] [--iterations N]
     python scripts/reproduce.py NAME --smoke [--data_dir DIR]        # a quick run of the whole pipeline
     python scripts/reproduce.py NAME --dry_run                       # print the two main.py commands
+    python scripts/reproduce.py NAME --seeds 0 1 2 3 4               # once per seed, a folder each
 
 Each experiment of the original's usage notes (sinusoid K = 5, 10, 20 with MAML, the pretrained
 baseline and the oracle; Omniglot 5-way and 20-way, 1-shot and 5-shot, conv and fully connected;
@@ -37,7 +38,14 @@ point with `main.NUM_TEST_POINTS` set; see SMOKE_MAIN.)
 
 A bad argument stops with one line, `reproduce.py: error: <what>; <how to fix>`, exit status 2,
 before anything is written; a main.py phase that fails stops the run with its exit status.
-`scripts/report.py` turns the logs into the results table (docs/RESULTS.md).
+`--seeds S [S ...]` runs each experiment once per seed s (main.py `--seed=s`: initial weights and
+task stream) in its own folder `<logdir_root>/<NAME>/seed<s>/`, laid out as above (its run.json,
+train.log, test.log and `<exp_string>/`), one seed after the other, each resumable on its own.
+With the same seed the sinusoid runs draw the same training tasks as the original code run with
+`np.random.seed(s)` (main.py's data generator draws them from `np.random.RandomState(s)` in the
+original's order), so the report pairs seed s with the original's seed s.
+
+`scripts/report.py --logdir <logdir_root>` turns the logs into the results table.
 """
 import argparse
 import dataclasses
@@ -59,6 +67,7 @@ if REPO not in sys.path:
 
 PROG = 'reproduce.py'
 RUN_FILE = 'run.json'
+SEED_DIR = re.compile(r'^seed(\d+)$')     # <logdir_root>/<NAME>/seed<s>/: the run of NAME with --seed=s
 SMOKE_ITERATIONS = 2
 SMOKE_TEST_TASKS = 10
 SMOKE_META_BATCH = 2
@@ -201,14 +210,32 @@ def _with(flags, **values):
     return flags
 
 
-def train_flags(experiment, logdir, data_dir='', iterations=None, smoke=False):
+def run_folder(logdir_root, name, seed=None):
+    """`<logdir_root>/<name>`, the folder of an experiment's run; `<logdir_root>/<name>/seed<seed>` for one seed."""
+    folder = os.path.join(logdir_root, name)
+    return folder if seed is None else os.path.join(folder, f'seed{seed}')
+
+
+def seeds_run(folder):
+    """The seeds s of the `seed<s>/` folders in an experiment's `folder`, sorted (empty if none)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(int(m.group(1)) for m in map(SEED_DIR.match, names)
+                  if m and os.path.isdir(os.path.join(folder, m.group(0))))
+
+
+def train_flags(experiment, logdir, data_dir='', iterations=None, smoke=False, seed=None):
     """main.py's training flags of `experiment` writing into `logdir`.
 
     `iterations` replaces the total iteration count (kept in whichever of pretraining or
     meta-training the experiment uses); `smoke` makes it SMOKE_ITERATIONS, shrinks the meta batch
-    and the conv filters and turns XLA off.
+    and the conv filters and turns XLA off; `seed` replaces the registry's --seed.
     """
     flags = list(experiment.flags)
+    if seed is not None:
+        flags = _with(flags, seed=seed)
     if smoke:
         iterations = SMOKE_ITERATIONS
     if iterations is not None:
@@ -388,16 +415,18 @@ def _run_phase(argv, log_path, echo):
                     proc.kill()
 
 
-def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=False, echo=True):
+def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=False, echo=True, seed=None):
     """Trains `experiment` (resuming) and tests it unless done; returns 0 or the failing phase's status.
 
-    Every session is appended to `<logdir_root>/<name>/run.json` when it starts and completed when
-    it ends: phase, command, start, end, wall seconds, exit status, load average, iterations before,
-    after and aimed at (train) or the checkpoint tested (test). `planned_iterations` is the paper's
-    count (the smoke count for a smoke run), whatever `iterations` says.
+    Every session is appended to `<logdir_root>/<name>/run.json` (`<name>/seed<seed>/run.json`
+    with `seed`) when it starts and completed when it ends: phase, command, start, end, wall
+    seconds, exit status, load average, iterations before, after and aimed at (train) or the
+    checkpoint tested (test). `planned_iterations` is the paper's count (the smoke count for a
+    smoke run), whatever `iterations` says.
     """
-    logdir = os.path.join(logdir_root, experiment.name)
-    train = train_flags(experiment, logdir, data_dir, iterations, smoke)
+    logdir = run_folder(logdir_root, experiment.name, seed)
+    label = experiment.name if seed is None else f'{experiment.name}/seed{seed}'
+    train = train_flags(experiment, logdir, data_dir, iterations, smoke, seed)
     test = test_flags(experiment, train)
     config = parse_config(train)
     test_config = parse_config(test)
@@ -407,6 +436,8 @@ def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=
     os.makedirs(logdir, exist_ok=True)
     record_path = os.path.join(logdir, RUN_FILE)
     record = load_record(record_path) or {'experiment': experiment.name, 'sessions': [], 'notes': []}
+    if seed is not None:
+        record['seed'] = seed
     record.update(title=experiment.title, smoke=smoke, train_command=shown_command(train, tasks),
                   test_command=shown_command(test, tasks), machine=machine(),
                   exp_dir=os.path.relpath(exp_dir(config), logdir_root), test_csv=os.path.relpath(
@@ -423,7 +454,7 @@ def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=
         record['sessions'].append(entry)
         save_record(record_path, record)
         t0 = time.perf_counter()
-        print(f'[reproduce] {experiment.name} {phase}: {entry["command"]}', flush=True)
+        print(f'[reproduce] {label} {phase}: {entry["command"]}', flush=True)
         status = None
         try:
             status = _run_phase(main_argv(flags, tasks), os.path.join(logdir, phase + '.log'), echo)
@@ -439,23 +470,23 @@ def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=
 
     done, _ = iterations_done(directory)
     if done >= total:
-        print(f'[reproduce] {experiment.name}: trained ({done} of {total} iterations), not training again',
+        print(f'[reproduce] {label}: trained ({done} of {total} iterations), not training again',
               flush=True)
     else:
         status = session('train', train, iterations_before=done, target_iterations=total)
         if status:
-            print(f'[reproduce] {experiment.name}: training failed (exit status {status}); see '
+            print(f'[reproduce] {label}: training failed (exit status {status}); see '
                   f'{os.path.join(logdir, "train.log")}', file=sys.stderr, flush=True)
             return status
     done, prefix = iterations_done(directory)
     csv_path = test_csv(test_config)
     if os.path.isfile(csv_path) and os.path.getmtime(csv_path) >= os.path.getmtime(prefix + '.index'):
-        print(f'[reproduce] {experiment.name}: {csv_path} is newer than {os.path.basename(prefix)}, not testing '
+        print(f'[reproduce] {label}: {csv_path} is newer than {os.path.basename(prefix)}, not testing '
               f'again', flush=True)
         return 0
     status = session('test', test, checkpoint=os.path.basename(prefix), iterations=done, test_tasks=tasks or 600)
     if status:
-        print(f'[reproduce] {experiment.name}: test failed (exit status {status}); see '
+        print(f'[reproduce] {label}: test failed (exit status {status}); see '
               f'{os.path.join(logdir, "test.log")}', file=sys.stderr, flush=True)
     return status
 
@@ -486,6 +517,8 @@ def parse_args(argv):
     p.add_argument('--smoke', action='store_true',
                    help=f'{SMOKE_ITERATIONS} iterations, meta batch {SMOKE_META_BATCH}, {SMOKE_FILTERS} conv filters, '
                         f'{SMOKE_QUERY} query example per class, no XLA, {SMOKE_TEST_TASKS} test tasks')
+    p.add_argument('--seeds', type=int, nargs='+', metavar='S',
+                   help='run each experiment once per seed S (main.py --seed=S) in <logdir_root>/<NAME>/seed<S>/')
     p.add_argument('--dry_run', action='store_true', help='print the train and test commands, run nothing')
     args = p.parse_args(argv)
     if args.names == ['all']:
@@ -499,6 +532,8 @@ def parse_args(argv):
         p.error(f'--iterations={args.iterations} must be >= 1')
     if args.iterations is not None and args.smoke:
         p.error('--iterations and --smoke both set the iteration count; pass one of them')
+    if args.seeds is not None and (min(args.seeds) < 0 or len(set(args.seeds)) != len(args.seeds)):
+        p.error(f'--seeds {" ".join(map(str, args.seeds))}: seeds must be >= 0 and different')
     if args.data_dir and not os.path.isdir(args.data_dir):
         p.error(f'--data_dir={args.data_dir} is not a folder')
     if args.logdir_root is None:
@@ -527,10 +562,12 @@ def main(argv=None):
     if args.list:
         print(list_experiments())
         return 0
+    runs = [(name, seed) for name in args.names for seed in (args.seeds or [None])]
     try:
-        for name in args.names:   # every command is checked before anything runs
+        for name, seed in runs:   # every command is checked before anything runs
             e = EXPERIMENTS[name]
-            train = train_flags(e, os.path.join(args.logdir_root, name), args.data_dir, args.iterations, args.smoke)
+            train = train_flags(e, run_folder(args.logdir_root, name, seed), args.data_dir, args.iterations,
+                                args.smoke, seed)
             parse_config(train)
             parse_config(test_flags(e, train))
             if args.dry_run:
@@ -546,8 +583,9 @@ def main(argv=None):
                              f'choose another folder') from None
     except UsageError as e:
         fail(e)
-    for name in args.names:
-        status = run_experiment(EXPERIMENTS[name], args.logdir_root, args.data_dir, args.iterations, args.smoke)
+    for name, seed in runs:
+        status = run_experiment(EXPERIMENTS[name], args.logdir_root, args.data_dir, args.iterations, args.smoke,
+                                seed=seed)
         if status:
             return status
     return 0

@@ -143,6 +143,33 @@ def test_dry_run_prints_the_main_py_commands(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_dry_run_with_seeds_gives_each_seed_its_folder(tmp_path):
+    r = _run('sine_k5_maml', 'omniglot_5w1s', '--seeds', '3', '0', '--iterations', '2000', '--dry_run', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    sine = ('python main.py --datasource=sinusoid --norm=None --meta_batch_size=25 --update_lr=0.01 --num_updates=1 '
+            '--seed={s} --metatrain_iterations=2000 --update_batch_size=5 --logdir=logs/sine_k5_maml/seed{s}')
+    omni = ('python main.py --datasource=omniglot --num_classes=5 --metatrain_iterations=2000 --meta_batch_size=32 '
+            '--update_lr=0.4 --num_updates=1 --update_batch_size=1 --seed={s} --logdir=logs/omniglot_5w1s/seed{s}')
+    assert r.stdout.splitlines() == [
+        sine.format(s=3), sine.format(s=3) + ' --train=False', sine.format(s=0), sine.format(s=0) + ' --train=False',
+        omni.format(s=3), omni.format(s=3) + ' --train=False --test_set=True',
+        omni.format(s=0), omni.format(s=0) + ' --train=False --test_set=True']
+    assert os.listdir(tmp_path) == []
+
+
+def test_seed_folders_are_found():
+    assert reproduce.run_folder('L', 'sine_k5_maml') == os.path.join('L', 'sine_k5_maml')
+    assert reproduce.run_folder('L', 'sine_k5_maml', 4) == os.path.join('L', 'sine_k5_maml', 'seed4')
+
+
+def test_seeds_run_lists_seed_folders_only(tmp_path):
+    for d in ('seed10', 'seed2', 'seedx', 'cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm'):
+        (tmp_path / d).mkdir()
+    (tmp_path / 'seed3').write_text('a file')
+    assert reproduce.seeds_run(str(tmp_path)) == [2, 10]
+    assert reproduce.seeds_run(str(tmp_path / 'nowhere')) == []
+
+
 def test_list_names_every_experiment():
     r = _run('--list')
     assert r.returncode == 0, r.stderr
@@ -159,6 +186,10 @@ def test_list_names_every_experiment():
     (['sine_k5_maml', '--iterations', '0'], '--iterations=0 must be >= 1; see python scripts/reproduce.py --help'),
     (['sine_k5_maml', '--iterations', '5', '--smoke'],
      '--iterations and --smoke both set the iteration count; pass one of them; see python scripts/reproduce.py --help'),
+    (['sine_k5_maml', '--seeds', '1', '1'],
+     '--seeds 1 1: seeds must be >= 0 and different; see python scripts/reproduce.py --help'),
+    (['sine_k5_maml', '--seeds', '-1'],
+     '--seeds -1: seeds must be >= 0 and different; see python scripts/reproduce.py --help'),
     (['omniglot_5w1s', '--data_dir', 'nowhere'],
      '--data_dir=nowhere is not a folder; see python scripts/reproduce.py --help'),
 ])
@@ -170,20 +201,22 @@ def test_bad_arguments_are_one_line_and_write_nothing(tmp_path, args, message):
 
 
 # ---------------------------------------------------------------------------- smoke runs
-def check_smoke_run(root, name, data_dir=''):
-    """The files a smoke run leaves: run.json with a train and a test session, the CSV and pkl of 10 tasks."""
+def check_smoke_run(root, name, data_dir='', seed=None):
+    """The files a smoke run leaves: run.json with a train and a test session, the CSV and pkl of 10 tasks
+    (in `<root>/<name>/seed<seed>/` with `seed`)."""
     import config as config_lib
     e = reproduce.EXPERIMENTS[name]
     exp_string = config_lib.exp_string(reproduce.parse_config(reproduce.train_flags(e, 'L', smoke=True)))
-    with open(os.path.join(root, name, 'run.json')) as f:
+    folder = reproduce.run_folder(root, name, seed)
+    with open(os.path.join(folder, 'run.json')) as f:
         record = json.load(f)
     assert [(s['phase'], s['returncode']) for s in record['sessions']] == [('train', 0), ('test', 0)]
     train, test = record['sessions']
     assert (train['iterations_before'], train['iterations_after'], train['target_iterations']) == (0, 2, 2)
     assert record['planned_iterations'] == 2
     assert (test['checkpoint'], test['iterations'], test['test_tasks']) == ('model1', 2, 10)
-    assert record['smoke'] is True and record['exp_dir'] == os.path.join(name, exp_string)
-    flags = reproduce.train_flags(e, os.path.join(root, name), data_dir, smoke=True)
+    assert record['smoke'] is True and record['exp_dir'] == os.path.join(os.path.relpath(folder, root), exp_string)
+    flags = reproduce.train_flags(e, folder, data_dir, smoke=True, seed=seed)
     assert record['train_command'] == reproduce.shown_command(flags, 10)
     assert record['test_command'] == reproduce.shown_command(reproduce.test_flags(e, flags), 10)
     assert record['machine']['logical_cpus'] == os.cpu_count()
@@ -197,7 +230,7 @@ def check_smoke_run(root, name, data_dir=''):
     if e.metric == 'accuracy':
         assert np.all((rows >= 0) & (rows <= 1))
     for phase in ('train', 'test'):
-        assert os.path.getsize(os.path.join(root, name, phase + '.log')) > 0
+        assert os.path.getsize(os.path.join(folder, phase + '.log')) > 0
     return record
 
 
@@ -218,6 +251,27 @@ def test_sinusoid_smoke_run_then_rerun_resumes_nothing(tmp_path):
         f'[reproduce] sine_k5_pretrained: {csv_path} is newer than model1, not testing again']
     with open(root / 'sine_k5_pretrained' / 'run.json') as f:
         assert len(json.load(f)['sessions']) == 2
+
+
+@pytest.mark.slow
+def test_smoke_run_over_seeds_then_rerun_resumes_nothing(tmp_path):
+    """Two seeds, a folder and run.json each; different seeds, different results; a rerun does nothing."""
+    root = tmp_path / 'logs'
+    r = _run('sine_k5_maml', '--smoke', '--seeds', '0', '1', '--logdir_root', str(root), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(os.listdir(root / 'sine_k5_maml')) == ['seed0', 'seed1']
+    results = []
+    for s in (0, 1):
+        record = check_smoke_run(str(root), 'sine_k5_maml', seed=s)
+        assert record['seed'] == s and f'--seed={s} ' in record['train_command']
+        assert record['exp_dir'] == os.path.join('sine_k5_maml', f'seed{s}', 'cls_5.mbs_2.ubs_5.numstep1.updatelr0.01nonorm')
+        results.append(_csv(os.path.join(root, record['test_csv']))[1])
+    assert results[0] != results[1]
+    r = _run('sine_k5_maml', '--smoke', '--seeds', '0', '1', '--logdir_root', str(root), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [line.split(':')[0] for line in r.stdout.splitlines()] == [
+        '[reproduce] sine_k5_maml/seed0', '[reproduce] sine_k5_maml/seed0',
+        '[reproduce] sine_k5_maml/seed1', '[reproduce] sine_k5_maml/seed1']
 
 
 def test_failing_phase_stops_with_its_status(tmp_path):
