@@ -110,7 +110,7 @@ Machines: Test CPU, 2 logical CPUs, AVX-512, virtual machine, GPU: none, TensorF
 
 ## Summary
 
-Ours: mean over the test tasks ± 95% confidence interval (1.96·std/√tasks; 600 tasks, the original protocol) from main.py's test CSV, after the number of inner steps the paper reports (sinusoid settings the paper shows only in figures: 1, 5 and 10 steps as its table, the oracle before adaptation; accuracy in %, mean squared error for sinusoid). Paper: Finn et al. 2017, ± its 95% CI. Difference: ours − paper. Within CI: |difference| ≤ our CI + the paper's CI, i.e. the intervals overlap; * where the paper gives no interval (only our CI counts). Iterations: trained when tested / the paper's count. Train wall: the training sessions' wall times added up (interrupted ones included, TensorFlow start-up and compilation too).
+Ours: mean over the test tasks ± 95% confidence interval (1.96·std/√tasks; 600 tasks, the original protocol) from main.py's test CSV, after the number of inner steps the paper reports (sinusoid settings the paper shows only in figures: 1, 5 and 10 steps as its table, the oracle before adaptation; accuracy in %, mean squared error for sinusoid). Paper: Finn et al. 2017, ± its 95% CI. Difference: ours − paper. Within CI: |difference| ≤ our CI + the paper's CI, i.e. the intervals overlap; * where the paper gives no interval (only our CI counts). Iterations: trained when tested / the paper's count. Train wall: the training sessions' wall times added up (interrupted ones included, TensorFlow start-up and compilation too). An experiment run over seeds has a row per seed (`NAME/seed<s>`) and one with the mean ± standard deviation (ddof 1) of the seeds' means (see Over seeds).
 
 | experiment | inner steps | ours | paper | difference | within CI | iterations | train wall |
 |---|---|---|---|---|---|---|---|
@@ -257,3 +257,168 @@ def test_missing_logdir_is_one_line(tmp_path):
     assert r.returncode == 2
     assert r.stderr.splitlines() == [f'report.py: error: --logdir={tmp_path / "nowhere"} is not a folder; '
                                      f'see python scripts/report.py --help']
+
+
+# ---------------------------------------------------------------------------- runs over seeds
+SINE_DIR = 'cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm'
+OMNI_DIR = 'cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm'
+
+
+def seed_logs(root):
+    """sine_k5_maml over seeds 0, 1 (tested; seed 0 with per-task rows) and 3 (trained, not tested);
+    omniglot_5w1s over seeds 0 and 2 at 2000 iterations."""
+    logs = root / 'logs'
+    base = np.array([3.0, 0.5, 0.45, 0.4, 0.39, 0.38, 0.37, 0.36, 0.35, 0.34, 0.33])
+    for s in (0, 1, 3):
+        d = logs / 'sine_k5_maml' / f'seed{s}' / SINE_DIR
+        write_checkpoint(str(d), 69999, 1000)
+        if s != 3:
+            write_csv(str(d / 'test_ubs5_stepsize0.01.csv'), list(base + 0.2 * s), [0.05] * 11)
+        (d.parent / 'run.json').write_text(json.dumps({
+            'experiment': 'sine_k5_maml', 'seed': s, 'machine': MACHINE, 'planned_iterations': 70000,
+            'exp_dir': f'sine_k5_maml/seed{s}/{SINE_DIR}',
+            'test_csv': f'sine_k5_maml/seed{s}/{SINE_DIR}/test_ubs5_stepsize0.01.csv',
+            'sessions': [session('train', 'a', 'b', 100.0 + s, iterations_before=0, iterations_after=70000)]
+            + ([] if s == 3 else [session('test', 'c', 'd', 10.0, checkpoint='model69999', iterations=70000,
+                                          test_tasks=600)])}))
+    rows = np.array([[12.5] + [0.1] * 10, [2.0] + [0.2] * 10, [1.0] + [0.3] * 10, [4.0] + [20.0] * 10])
+    with open(logs / 'sine_k5_maml' / 'seed0' / SINE_DIR / 'test_ubs5_stepsize0.01.pkl', 'wb') as f:
+        pickle.dump({'mses': rows}, f)
+    for s, acc in ((0, 0.80), (2, 0.86)):
+        d = logs / 'omniglot_5w1s' / f'seed{s}' / OMNI_DIR
+        write_checkpoint(str(d), 1999, 1000)
+        write_csv(str(d / 'test_ubs1_stepsize0.4.csv'), [0.2] + [acc] * 10, [0.013] + [0.01] * 10)
+        (d.parent / 'run.json').write_text(json.dumps({
+            'experiment': 'omniglot_5w1s', 'seed': s, 'machine': MACHINE, 'planned_iterations': 60000,
+            'exp_dir': f'omniglot_5w1s/seed{s}/{OMNI_DIR}',
+            'test_csv': f'omniglot_5w1s/seed{s}/{OMNI_DIR}/test_ubs1_stepsize0.4.csv',
+            'sessions': [session('train', 'a', 'b', 600.0, iterations_before=0, iterations_after=2000),
+                         session('test', 'c', 'd', 60.0, checkpoint='model1999', iterations=2000, test_tasks=600)]}))
+    return logs
+
+
+EXPECTED_SEED_SUMMARY = """| sine_k5_maml/seed0 | 1 | 0.500 ± 0.050 | 0.67 | -0.170 | no* | 70000 / 70000 | 1m40s |
+| sine_k5_maml/seed0 | 5 | 0.380 ± 0.050 | 0.38 | +0.000 | yes* | 70000 / 70000 | 1m40s |
+| sine_k5_maml/seed0 | 10 | 0.330 ± 0.050 | 0.35 | -0.020 | yes* | 70000 / 70000 | 1m40s |
+| sine_k5_maml/seed1 | 1 | 0.700 ± 0.050 | 0.67 | +0.030 | yes* | 70000 / 70000 | 1m41s |
+| sine_k5_maml/seed1 | 5 | 0.580 ± 0.050 | 0.38 | +0.200 | no* | 70000 / 70000 | 1m41s |
+| sine_k5_maml/seed1 | 10 | 0.530 ± 0.050 | 0.35 | +0.180 | no* | 70000 / 70000 | 1m41s |
+| sine_k5_maml/seed3 | 1 | — | 0.67 | — | — | 70000 / 70000 (not tested) | 1m43s |
+| sine_k5_maml/seed3 | 5 | — | 0.38 | — | — | 70000 / 70000 (not tested) | 1m43s |
+| sine_k5_maml/seed3 | 10 | — | 0.35 | — | — | 70000 / 70000 (not tested) | 1m43s |
+| sine_k5_maml, seeds 0, 1, 3 | 1 | 0.600 ± 0.141 (mean ± std over 2 seeds) | 0.67 | -0.070 | — | 70000 / 70000 | 5m04s |
+| sine_k5_maml, seeds 0, 1, 3 | 5 | 0.480 ± 0.141 (mean ± std over 2 seeds) | 0.38 | +0.100 | — | 70000 / 70000 | 5m04s |
+| sine_k5_maml, seeds 0, 1, 3 | 10 | 0.430 ± 0.141 (mean ± std over 2 seeds) | 0.35 | +0.080 | — | 70000 / 70000 | 5m04s |
+| omniglot_5w1s/seed0 | 3 | 80.00 ± 1.00 | 98.7 ± 0.4 | -18.70 | no | 2000 / 60000 | 10m00s |
+| omniglot_5w1s/seed2 | 3 | 86.00 ± 1.00 | 98.7 ± 0.4 | -12.70 | no | 2000 / 60000 | 10m00s |
+| omniglot_5w1s, seeds 0, 2 | 3 | 83.00 ± 4.24 (mean ± std over 2 seeds) | 98.7 ± 0.4 | -15.70 | — | 2000 / 60000 | 20m00s |
+"""
+
+EXPECTED_OVER_SEEDS = """## Over seeds
+
+Ours: the test means of the seeds' runs (each over 600 tasks), their mean ± standard deviation (ddof 1) over the seeds, how many, smallest–largest. Paper: Finn et al. 2017 (after 60000 iterations for Omniglot, whatever the iterations here). Original code, this machine: the original TF1 code (cbfinn/maml) run on this 2-core Xeon, read from the notes named (`../shared/golden/tf1/`), with its iterations; within its range: yes if our mean lies between the smallest and largest of the original's finite figures, else below or above them (— with fewer than two figures).
+
+| experiment | inner steps | seeds | ours: mean ± std | ours: min–max | paper | original code, this machine | our mean within the original's range |
+|---|---|---|---|---|---|---|---|
+| sine_k5_maml | 1 | 2 | 0.600 ± 0.141 | 0.500–0.700 | 0.67 | 0.577 (seed 0), 0.610 (seed 1), 0.584 (unseeded) (70000 it.; sinusoid_seeds.md, sinusoid_70k.md) | yes |
+| sine_k5_maml | 2 | 2 | 0.550 ± 0.141 | 0.450–0.650 | — | 0.495 (seed 0), 0.448 (seed 1), 0.517 (unseeded) (70000 it.; sinusoid_seeds.md, sinusoid_70k.md) | above |
+| sine_k5_maml | 3 | 2 | 0.500 ± 0.141 | 0.400–0.600 | — | 14.195 (seed 0), 0.434 (seed 1), 178 (unseeded) (70000 it.; sinusoid_seeds.md, sinusoid_70k.md) | yes |
+| sine_k5_maml | 5 | 2 | 0.480 ± 0.141 | 0.380–0.580 | 0.38 | 1.22e+08 (seed 0), 1.27e+04 (seed 1), 1.9e+08 (unseeded) (70000 it.; sinusoid_seeds.md, sinusoid_70k.md) | below |
+| sine_k5_maml | 10 | 2 | 0.430 ± 0.141 | 0.330–0.530 | 0.35 | 1.32e+28 (seed 0), 1.26e+04 (seed 1), nan (unseeded) (70000 it.; sinusoid_seeds.md, sinusoid_70k.md) | below |
+| omniglot_5w1s | 1 | 2 | 83.00 ± 4.24 | 80.00–86.00 | — | 85.37 (run 1), 77.73 (run 2) (2000 it.; omniglot_training.md) | yes |
+| omniglot_5w1s | 3 | 2 | 83.00 ± 4.24 | 80.00–86.00 | 98.7 ± 0.4 | — | — |
+| omniglot_5w1s | 10 | 2 | 83.00 ± 4.24 | 80.00–86.00 | — | 86.57 (run 1), 78.97 (run 2) (2000 it.; omniglot_training.md) | yes |
+
+### sine_k5_maml seed by seed
+
+Our seed s (main.py --seed=s) draws its training tasks from `np.random.RandomState(s)` in the original's order, so it meta-trains on exactly the tasks of the original code run with `np.random.seed(s)` (only the initial weights differ); the 600 test tasks are the same for all (`np.random.seed(1)`). Median and tasks with MSE > 10 or not finite: over the test tasks, from the `.pkl`. Original: sinusoid_seeds.md (— where the notes give no figure).
+
+| seed | inner steps | ours: mean ± 95% CI | original: mean | ours: median | original: median | ours: diverged tasks | original: diverged tasks |
+|---|---|---|---|---|---|---|---|
+| 0 | 0 | 3.000 ± 0.050 | 2.872 | 3.000 | — | 1 | 22 |
+| 0 | 1 | 0.500 ± 0.050 | 0.577 | 0.250 | 0.304 | 1 | 0 |
+| 0 | 2 | 0.450 ± 0.050 | 0.495 | 0.250 | 0.221 | 1 | 1 |
+| 0 | 3 | 0.400 ± 0.050 | 14.195 | 0.250 | — | 1 | 7 |
+| 0 | 5 | 0.380 ± 0.050 | 1.22e+08 | 0.250 | 0.166 | 1 | 9 |
+| 0 | 10 | 0.330 ± 0.050 | 1.32e+28 | 0.250 | 0.145 | 1 | 5 |
+| 1 | 0 | 3.200 ± 0.050 | 2.882 | — | — | — | 26 |
+| 1 | 1 | 0.700 ± 0.050 | 0.610 | — | 0.314 | — | 0 |
+| 1 | 2 | 0.650 ± 0.050 | 0.448 | — | 0.200 | — | 0 |
+| 1 | 3 | 0.600 ± 0.050 | 0.434 | — | — | — | 0 |
+| 1 | 5 | 0.580 ± 0.050 | 1.27e+04 | — | 0.137 | — | 1 |
+| 1 | 10 | 0.530 ± 0.050 | 1.26e+04 | — | 0.122 | — | 1 |
+| 3 | — | not tested | — | — | — | — | — |
+
+"""
+
+
+def test_report_over_seeds_is_exact(tmp_path):
+    """A row per seed, mean ± std (ddof 1) over the tested seeds, the original's figures and range, the sinusoid
+    paired seed by seed with the original's same seed (median and diverged count from the pkl)."""
+    text = report.report(str(seed_logs(tmp_path)))
+    head = text.split('|---|---|---|---|---|---|---|---|\n', 1)[1]
+    assert head.split('\n\n', 1)[0] + '\n' == EXPECTED_SEED_SUMMARY
+    assert EXPECTED_OVER_SEEDS + '## Settings' in text
+    assert '### sine_k5_maml/seed3: sinusoid 5-shot, MAML' in text and 'Not tested yet.' in text
+    assert '### omniglot_5w1s/seed2: Omniglot 5-way 1-shot' in text
+    assert 'omniglot_5w1s,' not in text.split('Not run: ')[1].split('\n')[0]
+
+
+def test_seed_statistics():
+    infos = [dict(seed=s, mean=[0.0, v]) for s, v in ((0, 0.568), (1, 0.613), (2, 0.681), (3, 0.690), (4, 0.967))]
+    stats = report.seed_stats(infos + [dict(seed=5, mean=None)], 1)
+    assert stats['seeds'] == [0, 1, 2, 3, 4] and stats['n'] == 5
+    assert stats['mean'] == pytest.approx(0.7038) and stats['std'] == pytest.approx(0.155460, abs=1e-6)
+    assert (stats['min'], stats['max']) == (0.568, 0.967)
+    assert report.seed_stats(infos[:1], 1)['std'] is None and report.seed_stats(infos, 11) is None
+
+
+def test_the_seed_pairs_with_the_originals_np_random_seed():
+    """main.py's sinusoid stream for --seed=s is the original generate_sinusoid_batch after np.random.seed(s)."""
+    import config as config_lib
+    import data_generator
+    for seed in (0, 3):
+        dg = data_generator.DataGenerator(10, 25, config_lib.Config(seed=seed))
+        ours = [dg.generate() for _ in range(3)]
+        np.random.seed(seed)
+        for inputs, outputs, amp, phase in ours:       # the original's draws, in its order
+            np.testing.assert_array_equal(amp, np.random.uniform(0.1, 5.0, [25]))
+            np.testing.assert_array_equal(phase, np.random.uniform(0, np.pi, [25]))
+            for func in range(25):
+                np.testing.assert_array_equal(inputs[func], np.random.uniform(-5.0, 5.0, [10, 1]))
+            np.testing.assert_array_equal(outputs, amp[:, None, None] * np.sin(inputs - phase[:, None, None]))
+
+
+# ---------------------------------------------------------------------------- any main.py logdir, default output
+def test_plain_main_py_logdir_is_reported(tmp_path):
+    """`<logdir>/<exp_string>/test_*.csv` of main.py run by hand: listed under Other runs, accuracy told apart."""
+    logs = tmp_path / 'mine'
+    write_checkpoint(str(logs / SINE_DIR), 999, 1000)
+    write_csv(str(logs / SINE_DIR / 'test_ubs5_stepsize0.01.csv'), [3.0, 0.5, 0.4], [0.2, 0.05, 0.04])
+    write_csv(str(logs / OMNI_DIR / 'test_ubs1_stepsize0.4.csv'), [0.2, 0.9, 0.95], [0.013, 0.01, 0.009])
+    text = report.report(str(logs))
+    assert '\n\n'.join(text.split('## Other runs\n\n')[1].split('\n\n')[1:3]) == """\
+| run folder | test file | iterations (latest checkpoint) | before adaptation | after 1 step | after the last step |
+|---|---|---|---|---|---|
+| `mine/cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm` | test_ubs5_stepsize0.01.csv | 1000 | 3.000 ± 0.200 (0) | 0.500 ± 0.050 (1) | 0.400 ± 0.040 (2) |
+| `mine/cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm` | test_ubs1_stepsize0.4.csv | 0 | 20.00 ± 1.30 (0) | 90.00 ± 1.00 (1) | 95.00 ± 0.90 (2) |
+
+### mine/cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm/test_ubs5_stepsize0.01.csv"""
+    assert 'Not run: sine_k5_maml,' in text
+
+
+def test_metric_from_event_files(tmp_path):
+    (tmp_path / 'events.out.tfevents.1.host').write_bytes(b'\x00metatrain_Pre-update_accuracy\x00')
+    assert report.metric_of(str(tmp_path), [3.0]) == 'accuracy'
+    (tmp_path / 'events.out.tfevents.1.host').write_bytes(b'\x00metatrain_Pre-update_loss\x00')
+    assert report.metric_of(str(tmp_path), [0.2, 0.9]) == 'mse'
+    assert report.metric_of(str(tmp_path / 'none'), [0.2, 0.9]) == 'accuracy'
+
+
+def test_default_out_is_inside_the_logdir(tmp_path):
+    logs = seed_logs(tmp_path)
+    r = subprocess.run([sys.executable, SCRIPT, '--logdir', str(logs)], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == '' and (logs / 'RESULTS.md').read_text() == report.report(str(logs))
+    assert sorted(os.listdir(tmp_path)) == ['logs']
