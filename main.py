@@ -27,13 +27,19 @@ For tests, `prepare(config)` + `train(...)` / `test(...)` run the real thing in-
 """
 import csv
 import dataclasses
+import datetime
+import errno
+import fcntl
 import itertools
 import json
 import logging
 import os
 import pickle
 import re
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -46,7 +52,15 @@ NUM_TEST_POINTS = 600       # tasks in test(), "calculated for omniglot" in the 
 MAX_TO_KEEP = 10            # checkpoints kept, as the original's Saver(max_to_keep=10)
 TEST_SEED = 1               # the original's np.random.seed(1) in test()
 CHECKPOINT_STATE = 'checkpoint'
+LOCK_FILE = '.train.lock'   # in the experiment folder: held (flock) by the process training into it
+RESULTS_DIR = 'results'     # in the experiment folder: one self-describing result triple per test run
 PROG = 'main.py'
+EXIT_USAGE = 2              # main.py: error: ... (bad flags, data, folders, disk)
+EXIT_DIVERGED = 3           # main.py: error: ... (the training objective or the weights became nan/inf)
+# What a checkpoint's weights mean: two runs that differ in one of these never share checkpoints
+# (plus every learner field that names the experiment, see regime()).
+REGIME_FIELDS = ('method', 'protocol', 'baseline', 'training', 'datasource', 'num_classes', 'conv', 'norm',
+                 'num_filters', 'max_pool')
 
 FLAGS = flags.FLAGS
 
@@ -114,6 +128,7 @@ def define_flags(flag_values=FLAGS):
                         'with a `checkpoint` file) to test (--train=False) or to continue training from', **f)
     flags.DEFINE_string('export_tf1', d.export_tf1, 'at the end, write the weights as a TF1 checkpoint with '
                         'this prefix (e.g. DIR/model59999), readable by the original code', **f)
+    flags.DEFINE_bool('verbose', False, 'show TensorFlow\'s own start-up and info lines (hidden by default)', **f)
     ## The learners beyond MAML: one flag per Config field that carries its help text
     define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
     for field in dataclasses.fields(Config):
@@ -126,6 +141,12 @@ define_flags()
 
 class UsageError(Exception):
     """Something the user can fix; the message is one line: '<what is wrong>; <how to fix>'."""
+    status = EXIT_USAGE
+
+
+class TrainingDiverged(UsageError):
+    """The training objective or the weights became nan/inf; nothing non-finite was saved. Exit status 3."""
+    status = EXIT_DIVERGED
 
 
 # ------------------------------------------------------------------------------------ config
@@ -253,6 +274,73 @@ def latest_checkpoint(directory):
     return latest if latest and checkpoint_exists(latest) else None
 
 
+def regime(config):
+    """{field: value}: what the weights a run trains mean, stored with each of its checkpoints.
+
+    REGIME_FIELDS (`training`: 'pretrain', 'metatrain' or 'pretrain+metatrain', as `run_config` splits the
+    iterations; `conv`: None for the sinusoid, whose network ignores it) and every learner field that
+    names the experiment. The original's experiment name leaves some of these out (the pretrained
+    baseline and MAML share `...nonorm`), so a resumed or tested checkpoint is compared with this.
+    """
+    rc = run_config(config)
+    training = ('pretrain' if rc.metatrain_iterations == 0 else
+                'pretrain+metatrain' if rc.pretrain_iterations else 'metatrain')
+    values = {name: getattr(config, name) for name in REGIME_FIELDS if name != 'training'}
+    values['training'] = training
+    if config.datasource == 'sinusoid':
+        values['conv'] = None
+    values.update(config_lib.learner_fields(config))
+    return values
+
+
+def regime_differences(stored, current):
+    """[(field, stored value, current value)] where two regime() dicts differ (a missing learner field is
+    at its default)."""
+    default = Config()
+    out = []
+    for name in list(current) + [n for n in stored if n not in current]:
+        fallback = getattr(default, name, None)
+        a, b = stored.get(name, fallback), current.get(name, fallback)
+        if a != b:
+            out.append((name, a, b))
+    return out
+
+
+def read_record(prefix):
+    """The record a maml-tf2 checkpoint was saved with ({'regime': ..., 'config': ...}), or None for a
+    checkpoint written before records existed, or an unreadable one (restoring it then says why)."""
+    import tensorflow as tf
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        key = 'record/.ATTRIBUTES/VARIABLE_VALUE'
+        return json.loads(reader.get_tensor(key).decode()) if reader.has_tensor(key) else None
+    except Exception:   # TF raises several kinds for unreadable files
+        return None
+
+
+def check_regime(config, prefix, purpose):
+    """Raises UsageError if the checkpoint `prefix` was trained under another regime than `config`'s.
+
+    `purpose`: 'resume' (continue training it), 'overwrite' (--resume=False would overwrite it) or
+    'test'. Returns the stored record (None for a checkpoint without one, which is accepted).
+    """
+    record = read_record(prefix)
+    if record is None:
+        return None
+    diff = regime_differences(record.get('regime', {}), regime(config))
+    if not diff:
+        return record
+    was = ', '.join(f'{n}={a}' for n, a, _ in diff)
+    now = ', '.join(f'{n}={b}' for n, _, b in diff)
+    own = os.path.join(config.logdir, '_'.join(str(b) for _, _, b in diff).replace('+', '_'))
+    if purpose == 'test':
+        raise UsageError(f'{prefix} was trained with {was}, but these flags say {now}; pass the flags it was '
+                         f'trained with, or point --logdir at the run you mean to test')
+    action = 'resuming it would mix the two' if purpose == 'resume' else '--resume=False would overwrite its checkpoints'
+    raise UsageError(f'{prefix} was trained with {was}, this run has {now} ({action}; the experiment name does not '
+                     f'tell them apart); give this run a --logdir of its own, e.g. --logdir={own}')
+
+
 def _atomic_write(path, write, binary=False):
     """Writes a file through `write(f)` into a temporary file, then renames it over `path`."""
     tmp = f'{path}.tmp{os.getpid()}'
@@ -271,38 +359,59 @@ class Checkpointer:
     Each holds the learner's `checkpoint_items()` (MAML: the weights, the norm weights, both Adam optimizers
     with slots m, v and beta powers),
     `iteration` (the number of iterations done: a resumed run continues there, it never parses a
-    file name) and `data_state` (json of the data generator's random state). A save writes under
+    file name), `data_state` (json of the data generator's random state) and `record` (json: the
+    run's `regime` and all its flags, see check_regime). A save writes under
     a temporary name, renames the files into place (index last) and only then rewrites the
     `checkpoint` state file (itself atomically), so a crash never leaves "latest" pointing at a
     broken checkpoint. The last MAX_TO_KEEP stay, as the original's Saver.
     """
 
-    def __init__(self, model, data_generator, directory, max_to_keep=MAX_TO_KEEP):
+    def __init__(self, model, data_generator, directory, max_to_keep=MAX_TO_KEEP, record=None):
         import tensorflow as tf
         self.directory, self.max_to_keep = directory, max_to_keep
         self.data_generator = data_generator
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name='iteration')
         self.data_state = tf.Variable('', dtype=tf.string, trainable=False, name='data_state')
-        self.checkpoint = tf.train.Checkpoint(**model.checkpoint_items(), iteration=self.iteration,
-                                              data_state=self.data_state)
+        self.record = tf.Variable(json.dumps(record or {}), dtype=tf.string, trainable=False, name='record')
+        self.items = dict(model.checkpoint_items(), iteration=self.iteration, data_state=self.data_state)
+        self.checkpoint = tf.train.Checkpoint(**self.items, record=self.record)
         self.kept = []              # prefixes listed in the state file, oldest first
 
     def restore(self, prefix, restore_data=True):
         """Loads `prefix`; returns the number of iterations done. `restore_data`: also the data RNG."""
+        import tensorflow as tf
+        # a checkpoint written before records existed has none to match
+        checkpoint = self.checkpoint if read_record(prefix) is not None else tf.train.Checkpoint(**self.items)
+        record = self.record.numpy()
         try:
-            self.checkpoint.read(prefix).assert_existing_objects_matched()
+            checkpoint.read(prefix).assert_existing_objects_matched()
         except Exception as e:  # TF raises several kinds for unreadable or mismatched files
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UsageError(f'cannot restore checkpoint {prefix} ({first}); it is damaged or from other flags: '
                              f'train again, or pick another with --test_iter') from None
+        self.record.assign(record)  # saves record this run's flags, not the loaded ones
         state = self.data_state.numpy().decode()
         if restore_data and state:
             self.data_generator.set_state(json.loads(state))
         self.kept = _read_state(self.directory)[1]
         return int(self.iteration.numpy())
 
+    def nonfinite(self):
+        """Names of the checkpointed float variables holding a nan or inf (empty: all finite)."""
+        import tensorflow as tf
+        bad = []
+        for obj in tf.train.TrackableView(self.checkpoint).descendants():
+            if isinstance(obj, tf.Variable) and obj.dtype.is_floating and not np.all(np.isfinite(obj.numpy())):
+                bad.append(obj.name)
+        return bad
+
     def save(self, itr, iterations_done):
-        """Writes `model<itr>` with `iterations_done`; returns its prefix."""
+        """Writes `model<itr>` with `iterations_done`; returns its prefix.
+
+        Raises UsageError if the files cannot be written (a full disk, say): what was half-written is
+        removed and the previous checkpoint stays the latest, intact.
+        """
+        import tensorflow as tf
         prefix = checkpoint_path(self.directory, itr)
         for name in os.listdir(self.directory):     # left by a run killed while saving
             if re.match(r'\.tmp\d+_model\d+\.', name):
@@ -310,24 +419,38 @@ class Checkpointer:
         tmp = os.path.join(self.directory, f'.tmp{os.getpid()}_model{itr}')
         self.iteration.assign(iterations_done)
         self.data_state.assign(json.dumps(self.data_generator.get_state()))
-        self.checkpoint.write(tmp)
-        written = [n for n in os.listdir(self.directory) if n.startswith(os.path.basename(tmp) + '.')]
-        for name in sorted(written, key=lambda n: n.endswith('.index')):   # data first, index last
-            os.replace(os.path.join(self.directory, name), prefix + name[len(os.path.basename(tmp)):])
-        self.kept = [p for p in self.kept if p != prefix] + [prefix]
-        dropped, self.kept = self.kept[:-self.max_to_keep], self.kept[-self.max_to_keep:]
-        self._write_state()
+        previous = self.kept[-1] if self.kept else None
+        try:
+            self.checkpoint.write(tmp)
+            written = [n for n in os.listdir(self.directory) if n.startswith(os.path.basename(tmp) + '.')]
+            for name in sorted(written, key=lambda n: n.endswith('.index')):   # data first, index last
+                os.replace(os.path.join(self.directory, name), prefix + name[len(os.path.basename(tmp)):])
+            kept = [p for p in self.kept if p != prefix] + [prefix]
+            self._write_state(kept[-self.max_to_keep:])
+        except (OSError, tf.errors.OpError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().split('\n')[0]
+            for name in os.listdir(self.directory):
+                if name.startswith((os.path.basename(tmp) + '.', os.path.basename(prefix) + '.')):
+                    try:
+                        os.remove(os.path.join(self.directory, name))
+                    except OSError:
+                        pass
+            kept_msg = (f'{previous} is still the latest checkpoint, intact; free space (or fix the folder) and run '
+                        f'again with the same flags to resume from it') if previous else \
+                'no earlier checkpoint of this run exists; free space (or fix the folder) and run again'
+            raise UsageError(f'cannot save checkpoint {prefix} ({reason}); {kept_msg}') from None
+        dropped, self.kept = kept[:-self.max_to_keep], kept[-self.max_to_keep:]
         for old in dropped:
             for name in os.listdir(self.directory):
                 if name.startswith(os.path.basename(old) + '.'):
                     os.remove(os.path.join(self.directory, name))
         return prefix
 
-    def _write_state(self):
+    def _write_state(self, kept):
         def rel(p):
             return os.path.relpath(p, self.directory) if os.path.dirname(p) == self.directory else p
-        lines = [f'model_checkpoint_path: "{rel(self.kept[-1])}"']
-        lines += [f'all_model_checkpoint_paths: "{rel(p)}"' for p in self.kept]
+        lines = [f'model_checkpoint_path: "{rel(kept[-1])}"']
+        lines += [f'all_model_checkpoint_paths: "{rel(p)}"' for p in kept]
         _atomic_write(os.path.join(self.directory, CHECKPOINT_STATE), lambda f: f.write('\n'.join(lines) + '\n'))
 
 
@@ -420,10 +543,6 @@ def prepare(config, explicit=()):
     rc = run_config(config)
     exp_dir = os.path.join(config.logdir, config_lib.exp_string(config))
     tf1_file = check_tf1_paths(config, exp_dir)
-    import data_generator as data_lib
-    # examples per class (per task for sinusoid) as the original chose them: 2K, or K + 15 when
-    # training on MiniImagenet; K + --num_query if given
-    data_generator = data_lib.DataGenerator(data_lib.num_samples_per_class(rc), rc.meta_batch_size, rc)
 
     model_file = None
     if not tf1_file and (rc.resume or not rc.train):
@@ -436,16 +555,29 @@ def prepare(config, explicit=()):
     if not rc.train and model_file is None and not tf1_file:
         raise UsageError(f'no checkpoint to test in {exp_dir}; train first with the same flags '
                          f'(without --train=False), point --logdir at the training run, or pass --tf1_checkpoint')
+    record = None
+    if model_file:
+        record = check_regime(config, model_file, 'resume' if rc.train else 'test')
+    elif rc.train and latest_checkpoint(exp_dir):    # --resume=False (or --tf1_checkpoint) over another run?
+        record = check_regime(config, latest_checkpoint(exp_dir), 'overwrite')
     _check_writable_dir(exp_dir, '--logdir=' + config.logdir)
 
+    import data_generator as data_lib
+    # examples per class (per task for sinusoid) as the original chose them: 2K, or K + 15 when
+    # training on MiniImagenet; K + --num_query if given
+    data_generator = data_lib.DataGenerator(data_lib.num_samples_per_class(rc), rc.meta_batch_size, rc)
     dim_input = 3 if rc.baseline == 'oracle' else data_generator.dim_input
     model = learner_class(rc.method)(dim_input, data_generator.dim_output, config_lib.test_num_updates(rc), rc)
-    checkpointer = Checkpointer(model, data_generator, exp_dir)
+    checkpointer = Checkpointer(model, data_generator, exp_dir,
+                                record={'regime': regime(config), 'config': dataclasses.asdict(config)})
     experiment = Experiment(config, rc, exp_dir, data_generator, model, checkpointer, 0, model_file or tf1_file)
     if tf1_file:
         experiment.start_itr = load_tf1(experiment, tf1_file)
     elif model_file:
         print('Restoring model weights from ' + model_file)
+        if record is None:
+            print(f'[maml-tf2] {os.path.basename(model_file)} has no record of the flags it was trained with '
+                  f'(written before maml-tf2 stored one), so they are not checked against these')
         experiment.start_itr = checkpointer.restore(model_file, restore_data=rc.train)
     return experiment
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import main
-from config import Config
+from config import Config, exp_string
 
 SAVE_EVERY_10 = main.Intervals(summary=5, save=10, print=10, test_print=100)
 
@@ -166,3 +166,67 @@ def test_damaged_checkpoint_is_a_clean_error(tmp_path):
         f.write(b'garbage')
     with pytest.raises(main.UsageError, match=r'^cannot restore checkpoint .*model1 \(.*\); it is damaged'):
         main.prepare(config.replace(train=False))
+
+
+# ---------------------------------------------------------------------------- what a checkpoint was trained with
+def _files(directory):
+    return {n: os.path.getmtime(os.path.join(directory, n)) for n in os.listdir(directory)}
+
+
+def test_pretrained_baseline_never_resumes_or_tests_the_maml_run(tmp_path):
+    """The README's sinusoid commands: MAML, then the pretrained baseline with the same --logdir (same name)."""
+    maml = _config(tmp_path, metatrain_iterations=3, norm='None')
+    baseline = maml.replace(pretrain_iterations=3, metatrain_iterations=0)
+    e = main.prepare(maml)
+    main.train(e, SAVE_EVERY_10)
+    assert exp_string(baseline) == exp_string(maml)          # the original's name collision
+    before = _files(e.exp_dir)
+    with pytest.raises(main.UsageError) as err:
+        main.prepare(baseline)
+    assert str(err.value) == (
+        f'{e.exp_dir}/model2 was trained with training=metatrain, this run has training=pretrain (resuming it would '
+        f'mix the two; the experiment name does not tell them apart); give this run a --logdir of its own, '
+        f'e.g. --logdir={tmp_path}/run/pretrain')
+    with pytest.raises(main.UsageError, match=r'--resume=False would overwrite its checkpoints; .*--logdir of its own'):
+        main.prepare(baseline.replace(resume=False))
+    with pytest.raises(main.UsageError, match=r'model2 was trained with training=metatrain, but these flags say '
+                                              r'training=pretrain; pass the flags it was trained with'):
+        main.prepare(baseline.replace(train=False))
+    assert _files(e.exp_dir) == before                                 # nothing deleted or overwritten
+    assert main.prepare(maml.replace(train=False)).start_itr == 3      # MAML's own flags still test it
+    again = main.prepare(maml.replace(resume=False))                   # and restart it (same regime)
+    assert again.start_itr == 0
+    own = main.prepare(baseline.replace(logdir=str(tmp_path / 'run' / 'pretrain')))
+    assert own.start_itr == 0 and main.train(own, SAVE_EVERY_10) == 3
+
+
+def test_regime_names_method_architecture_and_datasource():
+    c = Config(datasource='sinusoid', norm='None')
+    assert main.regime(c) == {'method': 'maml', 'protocol': 'maml', 'baseline': None, 'datasource': 'sinusoid',
+                              'num_classes': 5, 'conv': None, 'norm': 'None', 'num_filters': 64, 'max_pool': False,
+                              'training': 'metatrain'}
+    assert main.regime(c.replace(baseline='oracle'))['training'] == 'pretrain'      # oracle only pretrains
+    assert main.regime(c.replace(pretrain_iterations=5))['training'] == 'pretrain+metatrain'
+    omniglot = main.regime(c.replace(datasource='omniglot', conv=False))
+    assert main.regime_differences(main.regime(c), omniglot) == [('datasource', 'sinusoid', 'omniglot'),
+                                                                 ('conv', None, False)]
+
+
+def test_a_checkpoint_without_a_record_still_loads(tmp_path, capsys):
+    """Checkpoints written before the record existed: no `record` variable; they load unchecked."""
+    config = _config(tmp_path, metatrain_iterations=3)
+    e = main.prepare(config)
+    items = e.model.checkpoint_items()
+    old = tf.train.Checkpoint(**items, iteration=tf.Variable(3, dtype=tf.int64), data_state=tf.Variable(''))
+    os.makedirs(e.exp_dir)
+    old.write(os.path.join(e.exp_dir, 'model2'))
+    with open(os.path.join(e.exp_dir, 'checkpoint'), 'w') as f:
+        f.write('model_checkpoint_path: "model2"\n')
+    assert main.read_record(os.path.join(e.exp_dir, 'model2')) is None
+    loaded = main.prepare(config.replace(train=False, pretrain_iterations=7, metatrain_iterations=0))
+    assert loaded.start_itr == 3
+    assert 'model2 has no record of the flags it was trained with' in capsys.readouterr().out
+    resumed = main.prepare(config.replace(metatrain_iterations=5))
+    assert resumed.start_itr == 3 and main.train(resumed, SAVE_EVERY_10) == 5
+    record = main.read_record(os.path.join(e.exp_dir, 'model4'))      # saves from now on carry one
+    assert record['regime']['training'] == 'metatrain' and record['config']['metatrain_iterations'] == 5
