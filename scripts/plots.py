@@ -4,9 +4,10 @@
     python scripts/plots.py fits   --maml EXP_DIR --pretrained EXP_DIR [--k 5 10] [--seed 0] --out FILE.png
     python scripts/plots.py mse    --run LABEL=EXP_DIR [--run ...] [--oracle EXP_DIR] --out FILE.png
     python scripts/plots.py curves --run EXP_DIR [--smooth 10] --out FILE.png
-    python scripts/plots.py [all]  [--logs logs] [--out docs/figures]
+    python scripts/plots.py [all]  [--logs logs] [--out FOLDER]     (default <logs>/figures)
 
-EXP_DIR is one run's `<logdir>/<exp_string>` folder, as main.py writes it.
+EXP_DIR is one run's `<logdir>/<exp_string>` folder, as main.py writes it. Nothing is written into
+docs/ unless asked: `--out docs/figures` redraws the committed figures.
   fits    (Figure 2) restores the latest checkpoint of a sinusoid MAML model and of a pretrained
           baseline, draws one test sinusoid (DataGenerator seeded with --seed) and for each K its
           first K points, adapts with 1 and 10 inner steps at the run's update_lr and plots the
@@ -20,12 +21,23 @@ EXP_DIR is one run's `<logdir>/<exp_string>` folder, as main.py writes it.
           TensorBoard event files (metatrain_ solid, metaval_ dashed), one PNG per run; the
           faint lines are the raw values (every 100 iterations), the solid ones their running
           mean over --smooth points.
-  all     (the default) every run under --logs in the layout `logs/<experiment>/<exp_string>/`
-          into the folder --out: `curves_<experiment>.png` for each; `<experiment>_test.png`
-          (accuracy vs steps) for the others with test results; and over the sinusoid groups
-          `sine_k<K>_{maml,pretrained,oracle}`, `sine_fits.png` (a row per K with a MAML and a
-          pretrained run, each row from the runs trained with that K) and `sine_mse.png` (a
-          panel per K: that group's results of tests with that K).
+  all     (the default) every run under --logs into the folder --out (default <logs>/figures):
+          run folders (event files, test results or a checkpoint) in any of the layouts
+          `<logs>/<exp_string>/` (main.py --logdir=<logs>; named by exp_string),
+          `<logs>/<experiment>/<exp_string>/` (reproduce.py; named experiment) and
+          `<logs>/<experiment>/seed<s>/<exp_string>/` (reproduce.py --seeds; named
+          `<experiment>_seed<s>`), or --logs itself being one: `curves_<name>.png` for each;
+          `<name>_test.png` (accuracy in % vs steps; one figure for all seeds of an experiment)
+          for the others with test results; and over the sinusoid groups
+          `sine_k<K>_{maml,pretrained,oracle}[_seed<s>]`, `sine_fits.png` (a row per K with a
+          MAML and a pretrained run, each row from the runs trained with that K, the lowest seed)
+          and `sine_mse.png` (a panel per K: that group's results of tests with that K, a curve
+          per seed).
+
+Titles name the dataset (told by the checkpoint's first layer: 1 input for sinusoid, 3 with the
+oracle, 28x28x1 images for Omniglot, 84x84x3 for MiniImagenet), N-way K-shot and the split
+(meta-training / meta-validation for the curves; for test results meta-test when run.json's test
+command has --test_set=True or a JSON beside the CSV says test_set, else "test split not recorded").
 
 The model and config come from main.py (`prepare` restores the checkpoint; the Config is parsed
 back from the experiment name, so no flags need repeating). A bad argument stops with one line,
@@ -54,7 +66,10 @@ FIT_STEPS = (1, 10)              # inner steps shown in the fits figure, as the 
 GRID = np.linspace(-5.0, 5.0, 1000)
 LOSS_TOP = 3.0                   # curves: the loss axis ends at LOSS_TOP x the highest pre-update loss
 TEST_FILE = re.compile(r'^test_ubs(\d+)_stepsize(.+)\.(csv|pkl)$')
-SINE_GROUP = re.compile(r'^sine_k(\d+)_(maml|pretrained|oracle)$')
+SINE_GROUP = re.compile(r'^sine_k(\d+)_(maml|pretrained|oracle)(?:_seed(\d+))?$')
+SEED_NAME = re.compile(r'^(.+)_seed(\d+)$')
+DATASETS = {1: 'sinusoid', 3: 'sinusoid', 784: 'Omniglot', 84 * 84 * 3: 'MiniImagenet'}   # first layer's inputs
+CHANNELS = {1: 'Omniglot', 3: 'MiniImagenet'}                                            # conv1's input channels
 EXP_STRING = re.compile(
     r'^cls_(?P<num_classes>\d+)\.mbs_(?P<meta_batch_size>\d+)\.ubs_(?P<ubs>\d+)\.numstep(?P<num_updates>\d+)'
     r'\.updatelr(?P<lr>\d[\d.]*(?:e[-+]?\d+)?)(?:hidden(?P<num_filters>\d+))?(?P<max_pool>maxpool)?'
@@ -92,13 +107,85 @@ def config_from_exp_dir(exp_dir, **changes):
     return config.replace(**changes)
 
 
+def dataset_of(exp_dir):
+    """'sinusoid', 'Omniglot' or 'MiniImagenet' by the shape of the first layer in the run's latest
+    checkpoint (the inputs of `w1` or the channels of `conv1`), or None without a checkpoint or with an
+    unknown shape."""
+    import tensorflow as tf
+    prefix = tf.train.latest_checkpoint(exp_dir)
+    if not prefix:
+        return None
+    for name, shape in tf.train.list_variables(prefix):
+        if re.search(r'(^|/)w1/\.ATTRIBUTES/VARIABLE_VALUE$', name) and len(shape) == 2:
+            return DATASETS.get(shape[0])
+        if re.search(r'(^|/)conv1/\.ATTRIBUTES/VARIABLE_VALUE$', name) and len(shape) == 4:
+            return CHANNELS.get(shape[2])
+    return None
+
+
+def describe(exp_dir):
+    """'sinusoid K=5', 'Omniglot 5-way 1-shot', ... of a run folder: the dataset (dataset_of; 'classification'
+    when the run has accuracies but no checkpoint, '' if unknown) with N-way K-shot from its name."""
+    m = re.match(r'^cls_(?P<num_classes>\d+)\.mbs_\d+\.ubs_(?P<ubs>\d+)', os.path.basename(os.path.normpath(exp_dir)))
+    dataset = dataset_of(exp_dir)
+    if dataset is None and any(b'Pre-update_accuracy' in open(f, 'rb').read() for f in event_files(exp_dir)):
+        dataset = 'classification'
+    if not m:
+        return dataset or ''
+    if dataset == 'sinusoid':
+        return f'sinusoid K={m.group("ubs")}'
+    return f'{dataset or "?"} {m.group("num_classes")}-way {m.group("ubs")}-shot'.strip()
+
+
+def test_split(exp_dir):
+    """'meta-test split' / 'meta-validation split' of a classification run's test results when recorded
+    (a JSON beside the CSV with test_set, or reproduce.py's run.json beside the run folder), else
+    'test split not recorded' (main.py writes the same file name for --test_set=True and False)."""
+    import json
+    for path in sorted(glob.glob(os.path.join(exp_dir, '*.json'))):
+        try:
+            with open(path) as f:
+                value = json.load(f)
+        except (OSError, ValueError):
+            continue
+        found = value.get('test_set', value.get('config', {}).get('test_set')) if isinstance(value, dict) else None
+        if isinstance(found, bool):
+            return 'meta-test split' if found else 'meta-validation split'
+    try:
+        with open(os.path.join(os.path.dirname(os.path.normpath(exp_dir)), 'run.json')) as f:
+            command = json.load(f).get('test_command', '')
+    except (OSError, ValueError):
+        command = None
+    if command:
+        return 'meta-test split' if '--test_set=True' in command else 'meta-validation split'
+    return 'test split not recorded'
+
+
+def recorded_iterations(exp_dir):
+    """{'pretrain_iterations': ..., 'metatrain_iterations': ...} from the record main.py stores in its latest
+    checkpoint (`record`: JSON with the run's config), or {} for a checkpoint without one."""
+    import json
+    import tensorflow as tf
+    prefix = tf.train.latest_checkpoint(exp_dir)
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        key = 'record/.ATTRIBUTES/VARIABLE_VALUE'
+        stored = json.loads(reader.get_tensor(key).decode()).get('config', {}) if reader.has_tensor(key) else {}
+    except Exception:      # no or an unreadable checkpoint: main.prepare says why
+        return {}
+    return {k: int(stored[k]) for k in ('pretrain_iterations', 'metatrain_iterations') if k in stored}
+
+
 def restore_sinusoid(exp_dir):
     """(main.Experiment, iterations trained) of the sinusoid run in `exp_dir`, its latest checkpoint restored.
 
-    Built by main.prepare in test mode (meta batch 1, no XLA), as `main.py --train=False` would.
+    Built by main.prepare in test mode (meta batch 1, no XLA), as `main.py --train=False` would, with the
+    iteration counts of the checkpoint's record when it has one (pretrained or meta-trained: the
+    folder name does not tell them apart).
     """
     import main
     config = config_from_exp_dir(exp_dir, datasource='sinusoid', train=False, xla=False, seed=0)
+    config = config.replace(**recorded_iterations(exp_dir))
     try:
         experiment = main.prepare(config)
     except main.UsageError as e:
@@ -337,6 +424,8 @@ def mse_figure(panels, accuracy=False):
     mean + CI: one diverging task (possible at a fixed step size) makes a mean huge or inf from
     some step on, and such a curve's label says from which step it is off the scale. Returns
     the matplotlib Figure. Raises UsageError when a run has no test results with the panel's K.
+    Titles: the dataset, N-way K-shot and split of the panel's first run (describe, test_split);
+    accuracies are drawn in %.
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
@@ -349,15 +438,16 @@ def mse_figure(panels, accuracy=False):
                                  f'run main.py with the same flags and --train=False first')
             curves += [(label if len(found) == 1 else f'{label}, α={key[1]}', r) for key, r in sorted(found.items())]
         top = None if accuracy else 1.15 * max(r['mean'][0] + r['ci95'][0] for _, r in curves)
+        scale = 100.0 if accuracy else 1.0
         for name, r in curves:
             steps = np.arange(r['n_steps'] + 1)
             j = None if accuracy else off_scale_from(r['mean'], top)
             if j is not None:
                 name += f' (off scale from step {j})'
-            line, = ax.plot(steps, r['mean'], marker='o', ms=3, label=name)
+            mean, ci95 = scale * r['mean'], scale * r['ci95']
+            line, = ax.plot(steps, mean, marker='o', ms=3, label=name)
             with np.errstate(invalid='ignore'):     # inf - inf of a diverged step: no band there
-                ax.fill_between(steps, r['mean'] - r['ci95'], r['mean'] + r['ci95'], color=line.get_color(),
-                                alpha=0.2)
+                ax.fill_between(steps, mean - ci95, mean + ci95, color=line.get_color(), alpha=0.2)
         for key, r in sorted(read_test_results(oracle).items() if oracle else []):
             if key[0] == k:
                 m, c = r['mean'][0], r['ci95'][0]
@@ -365,9 +455,13 @@ def mse_figure(panels, accuracy=False):
                 ax.axhspan(m - c, m + c, color='k', alpha=0.1)
         if top is not None:
             ax.set_ylim(0, top)
-        ax.set_title(f'K={k}: test mean and 95% confidence interval', fontsize=10)
+        if accuracy:
+            first = runs[0][1]
+            ax.set_title(f'{describe(first)}, {test_split(first)}:\ntest mean and 95% confidence interval', fontsize=10)
+        else:
+            ax.set_title(f'sinusoid, K={k} test tasks:\ntest mean and 95% confidence interval', fontsize=10)
         ax.set_xlabel('number of gradient steps')
-        ax.set_ylabel('accuracy' if accuracy else 'mean squared error')
+        ax.set_ylabel('accuracy (%)' if accuracy else 'mean squared error')
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -376,6 +470,7 @@ def mse_figure(panels, accuracy=False):
 def curves_figure(exp_dir, title=None, smooth=10):
     """Learning curves of one run: a loss panel (log scale) and, for classification, an accuracy panel.
 
+    The title names the dataset and N-way K-shot (describe) and the tasks; accuracies in %.
     Lines: pre-update, post-update after step 1 and after the last logged step, metatrain_ solid
     and metaval_ (when logged) dashed, each the running mean over `smooth` summary points over
     its raw values (faint, unlabelled). The loss axis ends at LOSS_TOP x the highest pre-update
@@ -407,6 +502,7 @@ def curves_figure(exp_dir, title=None, smooth=10):
                 if tag not in scalars:
                     continue
                 x, v = scalars[tag]
+                v = 100.0 * v if what == 'accuracy' else v
                 last = max(last, int(x[-1]))
                 if top is not None and off_scale_from(v, top) is not None:
                     name += f' (off scale from iteration {x[off_scale_from(v, top)]})'
@@ -414,7 +510,7 @@ def curves_figure(exp_dir, title=None, smooth=10):
                 ax.plot(x, running_mean(v, max(1, min(smooth, len(v) // 5))), color=color, ls=ls,
                         label=f'{prefix.rstrip("_")} {name}')
         ax.set_xlabel('iteration')
-        ax.set_ylabel(what)
+        ax.set_ylabel('accuracy (%)' if what == 'accuracy' else what)
         if what == 'loss':
             ax.set_yscale('log')
             if top is not None:
@@ -422,7 +518,10 @@ def curves_figure(exp_dir, title=None, smooth=10):
         ax.legend(fontsize=7)
     exp_dir = os.path.normpath(exp_dir)
     title = title or os.path.basename(os.path.dirname(exp_dir)) or exp_dir
-    fig.suptitle(f'{title}: {os.path.basename(exp_dir)}\nsummaries up to iteration {last}', fontsize=10)
+    tasks = 'meta-training (solid) and meta-validation (dashed) tasks' if 'accuracy' in panels else \
+        'meta-training tasks'
+    fig.suptitle(f'{title}: {describe(exp_dir)}, {tasks}\n{os.path.basename(exp_dir)}, summaries up to iteration '
+                 f'{last}', fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -446,55 +545,79 @@ def curves(exp_dir, out, title=None, smooth=10):
 
 
 # ------------------------------------------------------------------------------------ all
+def is_run_dir(path):
+    """Whether `path` is a main.py run folder: it has event files, test results or a checkpoint."""
+    return bool(event_files(path) or glob.glob(os.path.join(path, 'test_ubs*_stepsize*.*'))
+                or os.path.isfile(os.path.join(path, 'checkpoint')))
+
+
 def find_runs(logs):
-    """{experiment: exp_dir} for the layout `<logs>/<experiment>/<exp_string>/` (folders with event
-    files or test results). An experiment with several runs gets one entry per run, named
-    `<experiment>_<exp_string>`."""
+    """{name: exp_dir} of the run folders (is_run_dir) under `logs`, in the layouts of the module doc.
+
+    A run folder's name is the path of the folders above it inside `logs` with seed<s> as
+    `_seed<s>` (`<experiment>`, `<experiment>_seed<s>`), or its own name (exp_string) when it lies
+    directly in `logs` or is `logs`. Several run folders under one name are each named
+    `<name>_<exp_string>`. Sub-folders of a run folder, and folders deeper than 3 levels, are not
+    searched.
+    """
+    found = collections.defaultdict(list)
+    for root, dirs, _ in os.walk(logs):
+        rel = os.path.relpath(root, logs)
+        parts = [] if rel == '.' else rel.split(os.sep)
+        if is_run_dir(root):
+            dirs[:] = []
+            name = '_'.join(parts[:-1]) if len(parts) > 1 else os.path.basename(os.path.normpath(root))
+            found[name].append(root)
+        elif len(parts) >= 3:
+            dirs[:] = []
+        dirs.sort()
     runs = {}
-    for experiment in sorted(os.listdir(logs)):
-        base = os.path.join(logs, experiment)
-        if not os.path.isdir(base):
-            continue
-        dirs = sorted(d for d in glob.glob(os.path.join(base, '*'))
-                      if os.path.isdir(d) and EXP_STRING.match(os.path.basename(d))
-                      and (event_files(d) or read_test_results(d)))
-        for d in dirs:
-            runs[experiment if len(dirs) == 1 else f'{experiment}_{os.path.basename(d)}'] = d
+    for name, dirs in sorted(found.items()):
+        for d in sorted(dirs):
+            runs[name if len(dirs) == 1 else f'{name}_{os.path.basename(d)}'] = d
     return runs
 
 
-def plot_all(logs, out_dir, seed=0, smooth=10):
-    """Every figure for the runs under `logs` into `out_dir` (see the module doc); returns the files written.
+def plot_all(logs, out_dir=None, seed=0, smooth=10):
+    """Every figure for the runs under `logs` into `out_dir` (default `<logs>/figures`; see the module doc);
+    returns the files written.
 
     All figures are drawn before the first is saved, so a run that cannot be plotted stops the
     command with nothing written.
     """
     if not os.path.isdir(logs):
         raise UsageError(f'--logs={logs} is not a folder; pass the folder holding <experiment>/<exp_string>/')
+    out_dir = os.path.join(logs, 'figures') if out_dir is None else out_dir
     runs = find_runs(logs)
     if not runs:
-        raise UsageError(f'no runs under {logs} (expected {logs}/<experiment>/<exp_string>/ with event files '
-                         f'or test results); train with main.py --logdir={logs}/<experiment> first')
+        raise UsageError(f'no runs under {logs} (expected {logs}/<experiment>/<exp_string>/ or {logs}/<exp_string>/ '
+                         f'with event files, test results or a checkpoint); train with main.py --logdir={logs} first')
     figures = []          # (file name, Figure)
-    groups = collections.defaultdict(dict)      # K -> {'maml' | 'pretrained' | 'oracle': exp_dir}
+    groups = collections.defaultdict(lambda: collections.defaultdict(list))   # K -> kind -> [(label, exp_dir)]
+    tested = collections.defaultdict(list)                                     # experiment -> [(label, exp_dir)]
     for name, exp_dir in runs.items():
         m = SINE_GROUP.match(name)
         if m:
-            groups[int(m.group(1))][m.group(2)] = exp_dir
+            label = {'maml': 'MAML', 'pretrained': 'pretrained', 'oracle': 'oracle'}[m.group(2)]
+            groups[int(m.group(1))][m.group(2)].append(
+                (label if m.group(3) is None else f'{label}, seed {m.group(3)}', exp_dir))
         if event_files(exp_dir):
             figures.append((f'curves_{name}.png', curves_figure(exp_dir, name, smooth)))
         if not m and read_test_results(exp_dir):
-            figures.append((f'{name}_test.png', mse_figure(mse_panels([(name, exp_dir)]), accuracy=True)))
+            s = SEED_NAME.match(name)
+            tested[s.group(1) if s else name].append((f'seed {s.group(2)}' if s else name, exp_dir))
+    for name, labelled in tested.items():
+        figures.append((f'{name}_test.png', mse_figure(mse_panels(labelled), accuracy=True)))
     models = (('maml', 'MAML'), ('pretrained', 'pretrained'))
-    rows = [(k, [(label, g[key]) for key, label in models]) for k, g in sorted(groups.items())
-            if 'maml' in g and 'pretrained' in g]
+    rows = [(k, [g[key][0] for key, _ in models]) for k, g in sorted(groups.items())
+            if g['maml'] and g['pretrained']]
     if rows:
         figures.append(('sine_fits.png', fits_figure(rows, seed)))
 
-    def tested(key, k):
-        return key in groups[k] and any(kk == k for kk, _ in read_test_results(groups[k][key]))
-    panels = [(k, [(label, groups[k][key]) for key, label in models if tested(key, k)],
-               groups[k]['oracle'] if tested('oracle', k) else None) for k in sorted(groups)]
+    def with_k(key, k):
+        return [(label, d) for label, d in groups[k][key] if any(kk == k for kk, _ in read_test_results(d))]
+    panels = [(k, [run for key, _ in models for run in with_k(key, k)],
+               with_k('oracle', k)[0][1] if with_k('oracle', k) else None) for k in sorted(groups)]
     panels = [p for p in panels if p[1]]
     if panels:
         figures.append(('sine_mse.png', mse_figure(panels)))
@@ -518,8 +641,8 @@ def parse_args(argv):
     p = _Parser(prog=PROG, description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                 epilog=__doc__[__doc__.index('\n') + 1:])
     p.add_argument('command', nargs='?', default='all', choices=('fits', 'mse', 'curves', 'all'))
-    p.add_argument('--logs', default='logs', help='all: the folder with <experiment>/<exp_string>/ runs')
-    p.add_argument('--out', help='output PNG (fits, mse, curves) or folder (all; default docs/figures)')
+    p.add_argument('--logs', default='logs', help='all: a main.py --logdir, or reproduce.py\'s --logdir_root')
+    p.add_argument('--out', help='output PNG (fits, mse, curves) or folder (all; default <logs>/figures)')
     p.add_argument('--maml', help='fits: the MAML run folder <logdir>/<exp_string>')
     p.add_argument('--pretrained', help='fits: the pretrained-baseline run folder')
     p.add_argument('--run', action='append', default=[],
@@ -563,7 +686,7 @@ def main(argv=None):
         elif args.command == 'curves':
             written = [curves(args.run[0], args.out, smooth=args.smooth)]
         else:
-            written = plot_all(args.logs, args.out or os.path.join('docs', 'figures'), args.seed, args.smooth)
+            written = plot_all(args.logs, args.out, args.seed, args.smooth)
     except UsageError as e:
         fail(e)
     for path in written:

@@ -2,7 +2,8 @@
 own losses, the event and result readers against known values, each figure's content and PNG, the CLI.
 
 Two tiny sinusoid runs (20 iterations, MAML and pretrained) are trained once for the module through
-main.py, in the layout `logs/<experiment>/<exp_string>/` that `plots.py all` reads.
+main.py, in the layout `logs/<experiment>/<exp_string>/` that `plots.py all` reads (it also reads
+main.py's own `<logdir>/<exp_string>/` and reproduce.py's `<experiment>/seed<s>/<exp_string>/`).
 """
 import os
 import pickle
@@ -216,6 +217,7 @@ def test_mse_figure_draws_the_results_with_bands_and_the_oracle(logs, tmp_path):
     np.testing.assert_allclose(ax.lines[0].get_ydata(), expected)
     assert ax.lines[2].get_ydata()[0] == 0.05
     assert len(ax.collections) == 2                      # one CI band per run
+    assert ax.get_title() == 'sinusoid, K=10 test tasks:\ntest mean and 95% confidence interval'
     _check_png(plots.mse(runs, str(tmp_path / 'mse.png')))
 
 
@@ -238,7 +240,8 @@ def test_curves_figure_sinusoid_and_classification(logs, tmp_path):
     steps, values = plots.read_scalars(exp_dir)['metatrain_Pre-update_loss']
     assert steps.tolist() == [0, 10]
     np.testing.assert_array_equal(ax.lines[0].get_ydata(), values)     # the raw, faint line
-    assert 'sine_k10_maml' in fig._suptitle.get_text() and 'iteration 10' in fig._suptitle.get_text()
+    assert fig._suptitle.get_text() == ('sine_k10_maml: sinusoid K=10, meta-training tasks\n'
+                                        'cls_5.mbs_4.ubs_10.numstep1.updatelr0.01nonorm, summaries up to iteration 10')
     _check_png(plots.curves(exp_dir, str(tmp_path / 'curves.png')))
 
     run = tmp_path / 'omni' / exp_string(Config(datasource='omniglot', update_batch_size=1, update_lr=0.4))
@@ -250,8 +253,12 @@ def test_curves_figure_sinusoid_and_classification(logs, tmp_path):
                 values.update({f'Post-update loss, step {j}': 1 / (j + itr), f'Post-update accuracy, step {j}': 0.9})
             main._write_scalars(writer, prefix, {k: tf.constant(v) for k, v in values.items()}, itr)
     writer.close()
-    loss_ax, acc_ax = plots.curves_figure(str(run)).axes
-    for ax, what in ((loss_ax, 'loss'), (acc_ax, 'accuracy')):
+    fig = plots.curves_figure(str(run))
+    loss_ax, acc_ax = fig.axes
+    assert fig._suptitle.get_text().startswith(       # no checkpoint: the accuracies say classification
+        'omni: classification 5-way 1-shot, meta-training (solid) and meta-validation (dashed) tasks\n')
+    np.testing.assert_allclose(acc_ax.lines[0].get_ydata(), [20.0] * 10)      # in %
+    for ax, what in ((loss_ax, 'loss'), (acc_ax, 'accuracy (%)')):
         assert ax.get_ylabel() == what
         assert _labels(ax) == [f'{p} {n}' for p in ('metatrain', 'metaval')
                                for n in ('pre-update', 'post-update, step 1', 'post-update, step 10')]
@@ -305,3 +312,68 @@ def test_bad_input_is_one_line_and_writes_nothing(logs, tmp_path, capsys, args, 
     err = capsys.readouterr().err
     assert err.startswith('plots.py: error: ') and err.count('\n') == 1 and message in err, err
     assert not os.path.exists(tmp_path / 'out')
+
+
+def _omniglot_run(exp_dir, test_set=None, channels=1):
+    """A classification run folder: a checkpoint whose conv1 has `channels` input channels, a test CSV, and
+    (test_set not None) reproduce.py's run.json beside it with the test command."""
+    os.makedirs(exp_dir)
+    tf.train.Checkpoint(weights={'conv1': tf.Variable(tf.zeros([3, 3, channels, 4]))}).write(
+        os.path.join(exp_dir, 'model1999'))
+    with open(os.path.join(exp_dir, 'checkpoint'), 'w') as f:
+        f.write('model_checkpoint_path: "model1999"\n')
+    with open(os.path.join(exp_dir, 'test_ubs1_stepsize0.4.csv'), 'w') as f:
+        f.write('update0,update1,update2\n0.2,0.85,0.9\n0.1,0.1,0.1\n0.01,0.02,0.02\n')
+    if test_set is not None:
+        with open(os.path.join(os.path.dirname(exp_dir), 'run.json'), 'w') as f:
+            f.write('{"test_command": "python main.py --train=False' + (' --test_set=True' if test_set else '') + '"}')
+
+
+def test_dataset_way_shot_and_split_of_a_run(logs, tmp_path):
+    assert plots.dataset_of(_exp_dir(logs, 'sine_k10_maml')) == 'sinusoid'
+    assert plots.describe(_exp_dir(logs, 'sine_k10_maml')) == 'sinusoid K=10'
+    omni = str(tmp_path / 'a' / 'cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm')
+    _omniglot_run(omni, test_set=True)
+    assert plots.describe(omni) == 'Omniglot 5-way 1-shot' and plots.test_split(omni) == 'meta-test split'
+    mini = str(tmp_path / 'b' / 'cls_5.mbs_4.ubs_5.numstep5.updatelr0.01hidden32maxpoolbatchnorm')
+    _omniglot_run(mini, test_set=False, channels=3)
+    assert plots.describe(mini) == 'MiniImagenet 5-way 5-shot' and plots.test_split(mini) == 'meta-validation split'
+    bare = str(tmp_path / 'c' / 'cls_20.mbs_16.ubs_1.numstep5.updatelr0.1batchnorm')
+    os.makedirs(bare)
+    assert plots.describe(bare) == '? 20-way 1-shot' and plots.test_split(bare) == 'test split not recorded'
+
+
+def test_accuracy_figure_is_in_percent_with_dataset_and_split(tmp_path):
+    omni = str(tmp_path / 'omniglot_5w1s' / 'seed0' / 'cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm')
+    _omniglot_run(omni, test_set=True)
+    (ax,) = plots.mse_figure(plots.mse_panels([('seed 0', omni)]), accuracy=True).axes
+    assert ax.get_title() == 'Omniglot 5-way 1-shot, meta-test split:\ntest mean and 95% confidence interval'
+    assert ax.get_ylabel() == 'accuracy (%)'
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [20.0, 85.0, 90.0])
+
+
+def test_find_runs_in_every_layout(logs, tmp_path):
+    """main.py's own logdir, reproduce.py's layout and its seeds layout; the figures folder is not a run."""
+    assert plots.find_runs(logs) == {n: _exp_dir(logs, n) for n in
+                                     ('sine_k10_maml', 'sine_k10_oracle', 'sine_k10_pretrained')}
+    plain = os.path.join(logs, 'sine_k10_maml')            # a main.py --logdir
+    assert plots.find_runs(plain) == {os.path.basename(_exp_dir(logs, 'sine_k10_maml')): _exp_dir(logs, 'sine_k10_maml')}
+    exp = _exp_dir(logs, 'sine_k10_maml')
+    assert plots.find_runs(exp) == {os.path.basename(exp): exp}
+    root = tmp_path / 'seeds'
+    for s in (0, 2):
+        _omniglot_run(str(root / 'omniglot_5w1s' / f'seed{s}' / 'cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm'),
+                      test_set=True)
+    (root / 'figures').mkdir()
+    assert sorted(plots.find_runs(str(root))) == ['omniglot_5w1s_seed0', 'omniglot_5w1s_seed2']
+
+
+def test_all_writes_into_the_logs_folder_by_default(tmp_path, capsys):
+    root = tmp_path / 'seeds'
+    for s in (0, 2):
+        _omniglot_run(str(root / 'omniglot_5w1s' / f'seed{s}' / 'cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm'),
+                      test_set=True)
+    assert plots.main(['all', '--logs', str(root)]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(root / 'figures' / 'omniglot_5w1s_test.png')]
+    _check_png(root / 'figures' / 'omniglot_5w1s_test.png')
+    assert sorted(os.listdir(root)) == ['figures', 'omniglot_5w1s']
