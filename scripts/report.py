@@ -290,7 +290,7 @@ def seeds_summary_rows(experiment, infos):
         stats = seed_stats(infos, r.step)
         ours = paper = diff = '—'
         if stats:
-            ours = f'{mean_std(metric, stats)} (mean ± std over {stats["n"]} seeds)'
+            ours = f'{mean_std(metric, stats)} (mean ± std over {stats["n"]} seed{"s" * (stats["n"] != 1)})'
         if r.mean is not None:
             paper = r.mean + ('' if r.ci is None else f' ± {r.ci}')
             if stats:
@@ -339,11 +339,9 @@ def over_seeds(seeded):
                 orig_text = ', '.join(f'{v} ({o.label})' for o, v in known)
                 its = dict.fromkeys(f'{o.iterations} it.' for o, _ in known)
                 orig_text += f' ({"; ".join(its)}; {", ".join(dict.fromkeys(o.source for o, _ in known))})'
-            finite = [original_value(metric, v) for _, v in known if math.isfinite(float(v))]
             within = '—'
             if stats and len(known) > 1:
-                within = ('—' if not finite else 'below' if stats['mean'] < min(finite)
-                          else 'above' if stats['mean'] > max(finite) else 'yes')
+                within = range_verdict(stats['mean'], [original_value(metric, v) for _, v in known])
             if stats:
                 ours, span = mean_std(metric, stats), f'{fmt(metric, stats["min"])}–{fmt(metric, stats["max"])}'
                 n = str(stats['n'])
@@ -356,6 +354,15 @@ def over_seeds(seeded):
         if experiment.metric == 'mse':
             out += seed_by_seed(experiment, infos)
     return out
+
+
+def range_verdict(value, figures):
+    """'yes' if `value` lies between the smallest and largest finite of `figures`, else 'below' or 'above';
+    '—' for a nan value or without finite figures (inf is above every finite figure)."""
+    finite = [f for f in figures if math.isfinite(f)]
+    if math.isnan(value) or not finite:
+        return '—'
+    return 'below' if value < min(finite) else 'above' if value > max(finite) else 'yes'
 
 
 def task_stats(rows):

@@ -373,6 +373,14 @@ def test_seed_statistics():
     assert report.seed_stats(infos[:1], 1)['std'] is None and report.seed_stats(infos, 11) is None
 
 
+@pytest.mark.parametrize('value, figures, verdict', [
+    (0.6, [0.577, 0.610, 0.584], 'yes'), (0.704, [0.577, 0.610, 0.584], 'above'), (0.5, [0.577, 0.61], 'below'),
+    (0.43, [1.32e28, 1.26e4, float('nan')], 'below'), (float('inf'), [1.0, 2.0], 'above'),
+    (float('nan'), [1.0, 2.0], '—'), (1.0, [float('nan'), float('inf')], '—')])
+def test_range_verdict(value, figures, verdict):
+    assert report.range_verdict(value, figures) == verdict
+
+
 def test_the_seed_pairs_with_the_originals_np_random_seed():
     """main.py's sinusoid stream for --seed=s is the original generate_sinusoid_batch after np.random.seed(s)."""
     import config as config_lib
