@@ -436,3 +436,164 @@ def test_tensorflow_datasets_source(tmp_path, monkeypatch):
     np.testing.assert_array_equal(dg.data.images[0], want)
     images, labels = first(dg.make_data_tensor())[0]
     assert images.shape == (2, 4, 784) and labels.shape == (2, 4, 2)
+
+
+# ---- data modes of the other learners (issues 14, 15) ------------------------------------------
+
+def test_train_classes_sets_the_ways_of_meta_training_only(omniglot_dir, small_official):
+    cfg = omni_config(data_dir=omniglot_dir, num_classes=3, train_classes=7, seed=2)
+    dg = DataGenerator(2, 3, cfg, train_samples_per_class=3)
+    assert (dg.num_classes_for(True), dg.num_classes_for(False), dg.dim_output) == (7, 3, 3)
+    assert (dg.samples_per_class_for(True), dg.samples_per_class_for(False)) == (3, 2)
+    images, labels = first(dg.make_data_tensor(train=True))[0]
+    assert images.shape == (3, 21, 784) and labels.shape == (3, 21, 7)
+    img, lab, rot = dg.train_task_indices(0)
+    np.testing.assert_array_equal(labels, np.eye(7, dtype=np.float32)[lab])
+    for t in range(3):
+        assert all(sorted(blk) == list(range(7)) for blk in lab[t].reshape(3, 7))
+    char = np.searchsorted(dg.data.offsets, img, side='right') - 1
+    assert set(char.ravel()) <= set(dg._train_classes)
+    images, labels = first(dg.make_data_tensor(train=False))[0]
+    assert images.shape == (3, 6, 784) and labels.shape == (3, 6, 3)
+    # train_classes == num_classes is the default stream, bit for bit
+    a = first(DataGenerator(2, 3, omni_config(data_dir=omniglot_dir, num_classes=3, seed=2)).make_data_tensor())[0]
+    b = first(DataGenerator(2, 3, omni_config(data_dir=omniglot_dir, num_classes=3, train_classes=3,
+                                              seed=2)).make_data_tensor())[0]
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    one_line_error(lambda: DataGenerator(2, 2, omni_config(data_dir=str(small_official['zipped']), num_classes=3,
+                                                           train_classes=7, num_train_classes=6, num_val_classes=3)),
+                   'meta-train split has 6 classes', '--train_classes=7')
+
+
+def _rows_of(dg, images, labels, classes):
+    """(image row, quarter turns) of each example of a class batch, found by its pixels among the
+    images of the class its label names ((character, quarter turns) in `classes`)."""
+    out = []
+    for x, y in zip(images, labels):
+        assert y.sum() == 1
+        c, k = classes[int(np.argmax(y))]
+        rows = np.arange(dg.data.offsets[c], dg.data.offsets[c + 1])
+        cand = dg.pixel_lut[np.rot90(dg.data.images[rows], k, axes=(1, 2)).reshape(len(rows), -1)]
+        hit = rows[np.all(cand == x, axis=1)]
+        assert len(hit) == 1
+        out.append((int(hit[0]), k))
+    return out
+
+
+def test_class_batches_cover_each_train_example_once_per_epoch_and_resume(small_official):
+    cfg = omni_config(data_dir=str(small_official['zipped']), num_train_classes=6, num_val_classes=3,
+                      num_classes=3, seed=4)
+    dg = DataGenerator(2, 2, cfg)
+    assert dg.num_train_classes_total == 24                         # 6 characters x 4 rotations
+    classes = [(c, k) for c in dg._train_classes for k in range(4)]
+    it = iter(dg.make_class_batches(50))
+    batches = [tuple(t.numpy() for t in next(it)) for _ in range(5)]
+    state = json.loads(json.dumps(dg.get_state()))
+    assert state['class_next'] == 250                               # prefetching does not count
+    batches += [tuple(t.numpy() for t in next(it)) for _ in range(5)]
+    assert batches[0][0].shape == (50, 784) and batches[0][1].shape == (50, 24)
+    seen = [r for x, y in batches for r in _rows_of(dg, x, y, classes)]
+    train_rows = {(r, k) for c in dg._train_classes for r in range(dg.data.offsets[c], dg.data.offsets[c + 1])
+                  for k in range(4)}
+    assert len(train_rows) == 480 and sorted(seen[:480]) == sorted(train_rows)   # epoch 0: each once
+    assert seen[480:] != seen[:20]                                  # epoch 1: a new order
+    resumed = DataGenerator(2, 2, cfg.replace(seed=-1))
+    resumed.set_state(state)
+    got = iter(resumed.make_class_batches(50))
+    for want in batches[5:]:                                        # exact, across the epoch boundary
+        x, y = next(got)
+        np.testing.assert_array_equal(x.numpy(), want[0])
+        np.testing.assert_array_equal(y.numpy(), want[1])
+    assert resumed.get_state()['class_next'] == 500
+    # the episodic stream is untouched by the class stream (same train_key, same meta-batches)
+    fresh = DataGenerator(2, 2, cfg)
+    np.testing.assert_array_equal(fresh.train_task_indices(0)[0], dg.train_task_indices(0)[0])
+
+
+# ---- the Reptile protocol (openai/supervised-reptile omniglot.py) -------------------------------
+
+
+@pytest.fixture(scope='module')
+def reptile_golden():
+    from conftest import SHARED, _require
+    path = _require(os.path.join(SHARED, 'golden', 'reptile', 'reptile_omniglot_5w1s_step.npz'))
+    with np.load(path) as z:
+        return {k: z[k] for k in ('train_sources_json', 'eval_sources_json', 'task_images', 'task_labels',
+                                  'eval/task_images', 'eval/task_labels')}
+
+
+def test_reptile_split_sampler_and_pixels_match_the_golden(omniglot_dir, reptile_golden):
+    """The golden's setup: random.seed(0), split, then train_step's 5 tasks (5 classes x 10 shots,
+    each followed by _mini_batches' one shuffle of its 50 samples), then evaluate's 5-way 2-shot test
+    task. Classes, rotations, labels and batch orders come out exactly; the files drawn depend on the
+    reference machine's os.listdir order, so they match once that order is set (set_listing_order)."""
+    cfg = omni_config(data_dir=omniglot_dir, protocol='reptile', seed=0)
+    dg = DataGenerator(2, 5, cfg)
+    assert (len(dg.reptile_train), len(dg.reptile_test), dg.num_train_classes_total) == (4800, 423, 4800)
+    names = dg.data.names
+    train_chars, test_chars = {names[c] for c, _ in dg.reptile_train}, {names[c] for c, _ in dg.reptile_test}
+    assert len(train_chars) == 1200 and not train_chars & test_chars
+    gold = json.loads(str(reptile_golden['train_sources_json']))
+    gold_eval = json.loads(str(reptile_golden['eval_sources_json']))
+    state = dg.get_state()
+    for listing_set in (False, True):
+        dg.set_state(state)
+        for k, task in enumerate(gold):
+            src = task['sources']
+            before = dg.py_rng.getstate()
+            rows, rots, labels = dg.sample_mini_dataset_indices(5, 10)
+            assert [(names[int(np.searchsorted(dg.data.offsets, r, 'right') - 1)], 90 * int(q), int(l))
+                    for r, q, l in zip(rows, rots, labels)] == [(s['char_dir'], s['rotation'], s['label']) for s in src]
+            assert {s['char_dir'] for s in src} <= train_chars
+            if not listing_set:   # the picked listing positions give the reference's listing order
+                for c in range(5):
+                    ch = names.index(src[10 * c]['char_dir'])
+                    pos = rows[10 * c:10 * c + 10] - dg.data.offsets[ch]
+                    files = dg.data.files[dg.data.offsets[ch]:dg.data.offsets[ch + 1]]
+                    listing = [None] * len(files)
+                    for p, s in zip(pos, src[10 * c:10 * c + 10]):
+                        listing[p] = s['file']
+                    rest = iter(f for f in files if f not in listing)
+                    dg.set_listing_order(src[10 * c]['char_dir'], [f or next(rest) for f in listing])
+            else:
+                assert [dg.data.files[r] for r in rows] == [s['file'] for s in src]
+                dg.py_rng.setstate(before)
+                images, labels2 = dg.sample_mini_dataset(5, 10)
+                np.testing.assert_array_equal(images, reptile_golden['task_images'][k])
+                np.testing.assert_array_equal(labels2, reptile_golden['task_labels'][k])
+            order = list(range(50))                                 # _mini_batches: one epoch of 50
+            dg.py_rng.shuffle(order)
+            assert np.reshape(order, (5, 10)).tolist() == task['batches']
+        rows, rots, labels = dg.sample_mini_dataset_indices(5, 2, train=False)
+        assert [names[int(np.searchsorted(dg.data.offsets, r, 'right') - 1)] for r in rows] == \
+            [s['char_dir'] for s in gold_eval['sources']]
+        assert not rots.any() and labels.tolist() == [s['label'] for s in gold_eval['sources']]
+        assert {s['char_dir'] for s in gold_eval['sources']} <= test_chars
+    # the decoding of every image the golden names (its eval task included) is exact
+    for src, want in ((gold[0]['sources'], reptile_golden['task_images'][0]),
+                      (gold_eval['sources'], reptile_golden['eval/task_images'])):
+        rows = [dg.data.index(s['char_dir'], s['file']) for s in src]
+        got = dg.reptile_images(rows, [s['rotation'] // 90 for s in src])
+        assert got.dtype == np.float32 and set(np.unique(got)) == {0.0, 1.0}
+        np.testing.assert_array_equal(got, want)
+
+
+def test_reptile_state_round_trip_and_errors(omniglot_dir):
+    cfg = omni_config(data_dir=omniglot_dir, protocol='reptile', seed=3)
+    dg = DataGenerator(2, 5, cfg)
+    dg.sample_mini_dataset(5, 10)
+    state = json.loads(json.dumps(dg.get_state()))
+    want = dg.sample_mini_dataset(20, 2, train=False)
+    other = DataGenerator(2, 5, cfg.replace(seed=7))
+    assert other.metaval_character_folders != dg.metaval_character_folders   # the split depends on the seed
+    other = DataGenerator(2, 5, cfg)
+    other.set_state(state)
+    got = other.sample_mini_dataset(20, 2, train=False)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    one_line_error(lambda: dg.sample_mini_dataset(5, 21), '21 shots', '20 drawings per character')
+    one_line_error(lambda: dg.sample_mini_dataset(424, 1, train=False), 'split of 423')
+    one_line_error(lambda: dg.make_data_tensor(), '--protocol=maml', 'sample_mini_dataset')
+    x, y = first(dg.make_class_batches(8))[0]
+    assert x.shape == (8, 784) and y.shape == (8, 4800) and set(np.unique(x)) <= {0.0, 1.0}

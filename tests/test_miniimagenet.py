@@ -196,3 +196,22 @@ def test_missing_or_incomplete_data_errors(tmp_path, folders, monkeypatch):
     one_line_error(lambda: make(mini_config(src)), '1 images listed', 'missing')
     with pytest.raises(mk.ConvertError, match='not in'):
         mk.convert(str(src), str(tmp_path / 'dst'))
+
+
+def test_class_batches_are_train_images_only_and_cover_an_epoch(folders):
+    dg = make(mini_config(folders, seed=1))
+    assert dg.num_train_classes_total == 6
+    it = iter(dg.make_class_batches(5))
+    batches = [tuple(t.numpy() for t in next(it)) for _ in range(5)]   # 25 >= one epoch of 6 x 4 images
+    train_paths = {p for i, p in enumerate(dg.paths) if i < 24}
+    by_pixels = {decoded(p).tobytes(): p for p in dg.paths}           # every train and val image
+    seen = []
+    for images, labels in batches:
+        assert images.shape == (5, 21168) and labels.shape == (5, 6)
+        for x, y in zip(images, labels):
+            path = by_pixels[x.tobytes()]
+            assert path in train_paths                                 # never a val (or test) image
+            assert os.path.basename(os.path.dirname(path)) == label_of('train', int(np.argmax(y)))
+            seen.append(path)
+    assert sorted(seen[:24]) == sorted(train_paths)                    # each train image once per epoch
+    assert dg.get_state()['class_next'] == 25
