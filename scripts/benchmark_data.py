@@ -8,6 +8,9 @@ class); MiniImagenet 5-way 1-shot, meta-batch 4 (S = 1 + 15). Both the training 
 fixed evaluation tasks are timed. Without --mini_dir a fake MiniImagenet tree of real 84x84 JPEGs
 is made in a temporary folder. Each pipeline is warmed up, then `--batches` meta-batches are pulled
 `--repeats` times; the median rate is reported. `--json -` / `--markdown -` write to stdout.
+`--modes` also times the data modes of the other learners on Omniglot: the 60-way 5-shot + 5-query
+meta-train episodes of ProtoNets (`train_classes=60`, B=1) and the non-episodic mini-batches of
+Baseline / Baseline++ (`make_class_batches(64)`; "meta-batch" = 64 images, "tasks/s" = images/s).
 """
 import argparse
 import json
@@ -73,6 +76,23 @@ def time_pipeline(ds, batch_size, batches, repeats, warmup):
             'runs_meta_batches_per_s': rates, 'shape': list(images.shape)}
 
 
+def time_modes(args, Config, DataGenerator):
+    """Rates of the ProtoNets 60-way training episodes and of the Baseline class batches (Omniglot)."""
+    cfg = Config(datasource='omniglot', num_classes=5, update_batch_size=5, meta_batch_size=1,
+                 data_dir=args.omniglot_dir, seed=0, train_classes=60)
+    dg = DataGenerator(20, 1, cfg, train_samples_per_class=10)
+    out = []
+    for name, ds, batch, s in (('omniglot 60-way 5+5 (protonet)', dg.make_data_tensor(train=True), 1, 10),
+                               ('omniglot class batches (baseline)', dg.make_class_batches(64), 64, 1)):
+        r = time_pipeline(ds, batch, args.batches, args.repeats, args.warmup)
+        r.update(setting=name, stream='train', meta_batch=batch, samples_per_class=s, init_s=0.0,
+                 data_dir=cfg.data_dir)
+        out.append(r)
+        print(f'{name:27s} train B={batch:<3d} {r["meta_batches_per_s"]:8.1f} batches/s '
+              f'{r["tasks_per_s"]:9.1f} tasks (images)/s', file=sys.stderr)
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--omniglot_dir', default=default_omniglot_dir(), help='Omniglot data (zips or resized tree)')
@@ -83,6 +103,7 @@ def main(argv=None):
     p.add_argument('--batches', type=int, default=50, help='meta-batches per timed run')
     p.add_argument('--repeats', type=int, default=5, help='timed runs (the median is reported)')
     p.add_argument('--warmup', type=int, default=10, help='meta-batches pulled before timing')
+    p.add_argument('--modes', action='store_true', help='also time the 60-way episodes and the class batches')
     p.add_argument('--json', help='write the results as JSON to this file (- for stdout)')
     p.add_argument('--markdown', help='write a Markdown table to this file (- for stdout)')
     args = p.parse_args(argv)
@@ -109,6 +130,8 @@ def main(argv=None):
                                                              data_dir=mini_dir, seed=0)))
     results = []
     try:
+        if args.modes and args.only in (None, 'omniglot'):
+            results += time_modes(args, Config, DataGenerator)
         for name, cfg in settings:
             t = time.perf_counter()
             dg = DataGenerator(num_samples_per_class(cfg), cfg.meta_batch_size, cfg)
