@@ -12,6 +12,10 @@ BASELINES = (None, 'oracle')
 # --method: name -> 'module:Class' of the learner (all share main.py's train()/test(); see README "Architecture")
 METHODS = {
     'maml': 'maml:MAML',
+    'protonet': 'protonet:ProtoNet',
+    'matchingnet': 'matchingnet:MatchingNet',
+    'baseline': 'baseline:Baseline',
+    'baseline_pp': 'baseline:BaselinePP',
 }
 PROTOCOLS = ('maml', 'reptile')
 INNER_LOOP = ('maml', 'metasgd', 'anil')          # the learners the MAML++ switches apply to
@@ -92,9 +96,12 @@ class Config:
     # Prototypical / Matching Networks
     train_classes: int = _flag(-1, 'ways of the meta-training episodes; -1: --num_classes',
                                ('protonet', 'matchingnet'))
-    lr_decay_every: int = _flag(2000, 'halve the Adam learning rate every this many episodes; 0: never',
-                                ('protonet', 'matchingnet'))
+    lr_decay_every: int = _flag(2000, 'halve the Adam learning rate every this many meta-iterations (episodes '
+                                'with --meta_batch_size=1, as the reference); 0: never', ('protonet', 'matchingnet'))
     fce: bool = _flag(False, 'Matching Networks: full-context embeddings', ('matchingnet',))
+    test_bn: str = _flag('running', 'batch norm at test time: running (the references\' model.eval(): running '
+                         'averages of the training batches) or episode (each episode\'s own statistics)',
+                         ('protonet', 'matchingnet', 'baseline', 'baseline_pp'))
     # Fine-tuning baselines (Chen et al. 2019)
     batch_size: int = _flag(16, 'baseline pre-training: images per mini-batch', ('baseline', 'baseline_pp'))
     finetune_epochs: int = _flag(100, 'baseline: epochs of the new head on a test task\'s support set',
