@@ -49,7 +49,7 @@ import reproduce  # noqa: E402  (scripts/reproduce.py: the registry)
 
 PROG = 'report.py'
 DIVERGED_MSE = 10.0            # a task's MSE above this (or not finite) counts as diverged (the pre-update MSE is ~3)
-COMMAND = 'python scripts/report.py --logdir logs --out docs/RESULTS.md'
+COMMAND = 'python scripts/report.py --logdir logs'          # writes logs/RESULTS.md
 REPORT_FILE = 'RESULTS.md'     # the default --out, inside --logdir
 TEST_CSV = re.compile(r'^test_ubs\d+_stepsize.+\.csv$')
 
