@@ -402,7 +402,7 @@ class Checkpointer:
         bad = []
         for obj in tf.train.TrackableView(self.checkpoint).descendants():
             if isinstance(obj, tf.Variable) and obj.dtype.is_floating and not np.all(np.isfinite(obj.numpy())):
-                bad.append(obj.name)
+                bad.append(obj.name.split(':')[0])
         return bad
 
     def save(self, itr, iterations_done):
@@ -667,9 +667,67 @@ def _duration(seconds):
     return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
 
 
+class RunLock:
+    """An exclusive `flock` on `<exp_dir>/LOCK_FILE` while a process trains into the folder.
+
+    The OS releases it when the process ends, however it ends, so a crashed run never leaves it stuck;
+    the file stays (deleting a lock file races with the next process opening it) and names the holder.
+    """
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, LOCK_FILE)
+        self.fd = None
+
+    def acquire(self):
+        """Takes the lock, or raises UsageError naming the process that holds it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = os.pread(fd, 200, 0).decode(errors='replace').strip() or 'another process'
+            os.close(fd)
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise UsageError(f'cannot lock {self.path} ({err.strerror}); choose another --logdir') from None
+            raise UsageError(f'{holder} is training into {os.path.dirname(self.path)}, so this run would overwrite '
+                             f'its checkpoints; wait for it to end (or stop it), or give this run a --logdir of its '
+                             f'own') from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f'pid {os.getpid()} on {socket.gethostname()} (since '
+                      f'{datetime.datetime.now().isoformat(timespec="seconds")})\n'.encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self):
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _post_update(out, num_updates):
+    """(loss, accuracy) after `num_updates` inner steps, or after the last reported one; for a learner
+    without inner steps (T = 0) the query loss / accuracy."""
+    steps = int(out.total_losses2.shape[0]) if out.total_losses2 is not None else 0
+    if steps == 0:
+        return out.total_loss1, out.total_accuracy1
+    j = min(num_updates, steps) - 1
+    return out.total_losses2[j], (out.total_accuracies2[j] if out.total_accuracies2 is not None else None)
+
+
+def _latest_saved(experiment):
+    """The last checkpoint this run saved or restored (a path), or None."""
+    kept = experiment.checkpointer.kept
+    return kept[-1] if kept else experiment.restored_from
+
+
 def train(experiment, intervals=None, after_step=None):
     """The original train(): pretrain / meta-train steps, summaries, prints, checkpoints, validation.
 
+    Also: holds the folder's RunLock (another process training into it is a UsageError); stops with
+    TrainingDiverged when the objective a step returns, or a weight about to be saved, is nan/inf
+    (nothing non-finite is ever saved); reports the first iteration of each phase (tracing, XLA compile)
+    apart from the s/it and ETA of the steps after it, prints a progress line at least every
+    PROGRESS_SECONDS, and closes with a summary (iterations, time, checkpoint, last losses).
     `intervals` (default Intervals.for_config) and `after_step(itr)` (called after each
     iteration, e.g. to interrupt a test run) are for tests. Returns the number of iterations done.
     """
@@ -687,26 +745,43 @@ def train(experiment, intervals=None, after_step=None):
         os.makedirs(e.exp_dir, exist_ok=True)
     except OSError as err:
         raise UsageError(f'cannot create {e.exp_dir} ({err.strerror}); choose another --logdir') from None
-    writer = tf.summary.create_file_writer(e.exp_dir) if rc.log else None
+    lock = RunLock(e.exp_dir).acquire()
+    writer = None
+    try:
+        writer = tf.summary.create_file_writer(e.exp_dir) if rc.log else None
+        return _train_loop(e, iv, total, classification, batches, val_batches, writer, after_step)
+    finally:
+        if writer:
+            writer.flush()
+        lock.release()
 
+
+PROGRESS_SECONDS = 30       # train(): a progress line at least this often between the original's prints
+
+
+def _train_loop(e, iv, total, classification, batches, val_batches, writer, after_step):
+    rc, model = e.run_config, e.model
     print('Done initializing, starting training.')
     prelosses, postlosses = [], []
-    last_time, last_itr = time.perf_counter(), e.start_itr
+    start = last_time = last_print = time.perf_counter()
+    last_itr, compile_s, n_first, last_means = e.start_itr, 0.0, 0, None
     itr = None
     for itr in range(e.start_itr, total):
+        t0 = time.perf_counter()
         batch = next(batches)
         summary = itr % iv.summary == 0
         if summary:   # the original fetched these with the update, i.e. from the weights before it
             before = model.evaluate(*batch)
-        if itr < rc.pretrain_iterations:
-            model.pretrain_step(*batch)
-        else:
-            model.metatrain_step(*batch)
+        pretraining = itr < rc.pretrain_iterations
+        objective = (model.pretrain_step if pretraining else model.metatrain_step)(*batch)
+        if objective is not None and not np.isfinite(value := float(objective)):
+            _diverged(e, itr, f'the {"pretraining" if pretraining else "meta-training"} objective is {value}')
 
         if summary:
-            result = [before.total_loss1, before.total_losses2[rc.num_updates - 1]]
+            post_loss, post_acc = _post_update(before, rc.num_updates)
+            result = [before.total_loss1, post_loss]
             if classification:
-                result += [before.total_accuracy1, before.total_accuracies2[rc.num_updates - 1]]
+                result += [before.total_accuracy1, post_acc]
             prelosses.append(result[-2].numpy())
             postlosses.append(result[-1].numpy())
             if writer:
@@ -714,36 +789,83 @@ def train(experiment, intervals=None, after_step=None):
                 if classification:   # the original's merge_all also ran the metaval tensors
                     _write_scalars(writer, 'metaval_', summary_values(model.evaluate(*next(val_batches)), True), itr)
 
+        now = time.perf_counter()
+        first = itr == e.start_itr or itr == rc.pretrain_iterations   # traces (and compiles) the step
+        if first:
+            compile_s, n_first = compile_s + now - t0, n_first + 1
+            print(f'[maml-tf2] first {"pretraining" if pretraining else "meta-training"} iteration ({itr}): '
+                  f'{now - t0:.1f}s (tracing{" and XLA compile" if rc.xla else ""}); s/it and ETA count the steps '
+                  f'after it', flush=True)
         if itr != 0 and itr % iv.print == 0:
             if itr < rc.pretrain_iterations:
                 print_str = 'Pretrain Iteration ' + str(itr)
             else:
                 print_str = 'Iteration ' + str(itr - rc.pretrain_iterations)
-            print_str += ': ' + str(np.mean(prelosses)) + ', ' + str(np.mean(postlosses))
+            last_means = (np.mean(prelosses), np.mean(postlosses))
+            print_str += ': ' + str(last_means[0]) + ', ' + str(last_means[1])
             print(print_str)
             prelosses, postlosses = [], []
-            now = time.perf_counter()
-            per_it = (now - last_time) / max(itr - last_itr, 1)
-            print(f'[maml-tf2] it {itr}/{total}  {per_it:.4f} s/it  ETA {_duration(per_it * (total - itr - 1))}',
-                  flush=True)
-            last_time, last_itr = now, itr
+            if not first:
+                last_time, last_itr = _progress(itr, total, last_time, last_itr, now)
+            last_print = now
+        elif not first and now - last_print >= PROGRESS_SECONDS:
+            _progress(itr, total, last_time, last_itr, now)
+            last_print = now
+        if first:
+            last_time, last_itr, last_print = now, itr, now
 
         if itr != 0 and itr % iv.save == 0:
-            e.checkpointer.save(itr, itr + 1)
+            _save(e, itr)
 
         # sinusoid is infinite data, so no need to test on meta-validation set.
         if itr != 0 and itr % iv.test_print == 0 and classification:
             out = model.evaluate(*next(val_batches))
             print('Validation results: ' + str(out.total_accuracy1.numpy()) + ', '
-                  + str(out.total_accuracies2[rc.num_updates - 1].numpy()), flush=True)
+                  + str(_post_update(out, rc.num_updates)[1].numpy()), flush=True)
         if after_step:
             after_step(itr)
 
-    if not (itr != 0 and itr % iv.save == 0):   # else just saved
-        e.checkpointer.save(itr, itr + 1)
-    if writer:
-        writer.flush()
+    prefix = _latest_saved(e) if itr != 0 and itr % iv.save == 0 else _save(e, itr)   # else just saved
+    done = itr + 1 - e.start_itr
+    wall = time.perf_counter() - start
+    steady = f', then {(wall - compile_s) / (done - n_first):.4f} s/it' if done > n_first else ''
+    print(f'[maml-tf2] trained iterations {e.start_itr}..{itr} of {total} in {_duration(wall)} (first iteration of '
+          f'each phase {compile_s:.1f}s{steady})')
+    kept = ', '.join(os.path.basename(p) for p in e.checkpointer.kept)
+    print(f'[maml-tf2] checkpoint {prefix} (kept: {kept}; list in {os.path.join(e.exp_dir, CHECKPOINT_STATE)})'
+          + (f'; TensorBoard summaries in {e.exp_dir}' if writer else ''))
+    if prelosses:
+        last_means = (np.mean(prelosses), np.mean(postlosses))
+    if last_means:
+        kind = 'accuracy' if classification else 'loss'
+        print(f'[maml-tf2] last training summaries: pre-update {kind} {last_means[0]:.4f}, post-update {kind} '
+              f'{last_means[1]:.4f}')
+    print('[maml-tf2] to test it: the same flags and --train=False (--test_set=True for the test split)', flush=True)
     return itr + 1
+
+
+def _progress(itr, total, last_time, last_itr, now):
+    """Prints `it N/total  s/it  ETA` (rate over the steps since last_itr); returns the new (last_time, last_itr)."""
+    per_it = (now - last_time) / max(itr - last_itr, 1)
+    print(f'[maml-tf2] it {itr}/{total}  {per_it:.4f} s/it  ETA {_duration(per_it * (total - itr - 1))}', flush=True)
+    return now, itr
+
+
+def _save(e, itr):
+    """Saves `model<itr>` unless a checkpointed variable is nan/inf (then TrainingDiverged); returns the prefix."""
+    bad = e.checkpointer.nonfinite()
+    if bad:
+        _diverged(e, itr, f'{bad[0]} holds nan/inf after the update' + (f' ({len(bad)} variables)' if len(bad) > 1
+                                                                        else ''))
+    return e.checkpointer.save(itr, itr + 1)
+
+
+def _diverged(e, itr, what):
+    last = _latest_saved(e)
+    where = (f'the last good checkpoint is {last} (nothing after it was saved); to go on from it, run again with '
+             f'the same flags and e.g. a lower --meta_lr, or test it with --train=False') if last else \
+        'no checkpoint was saved; train again with e.g. a lower --meta_lr or --update_lr'
+    raise TrainingDiverged(f'training diverged at iteration {itr}: {what}; {where}')
 
 
 # ------------------------------------------------------------------------------------ test

@@ -230,3 +230,93 @@ def test_a_checkpoint_without_a_record_still_loads(tmp_path, capsys):
     assert resumed.start_itr == 3 and main.train(resumed, SAVE_EVERY_10) == 5
     record = main.read_record(os.path.join(e.exp_dir, 'model4'))      # saves from now on carry one
     assert record['regime']['training'] == 'metatrain' and record['config']['metatrain_iterations'] == 5
+
+
+# ---------------------------------------------------------------------------- failures that must not lose work
+def _poison(model):
+    """Puts a nan into the first weight of the model."""
+    var = next(iter(model.weights.values()))
+    var.assign(tf.fill(var.shape, np.float32('nan')))
+
+
+def test_a_nan_objective_stops_training_naming_the_last_good_checkpoint(tmp_path):
+    config = _config(tmp_path, metatrain_iterations=30)
+    e = main.prepare(config)
+
+    def poison_after_12(itr):
+        if itr == 12:
+            _poison(e.model)
+    with pytest.raises(main.TrainingDiverged) as err:
+        main.train(e, SAVE_EVERY_10, after_step=poison_after_12)
+    assert str(err.value) == (
+        f'training diverged at iteration 13: the meta-training objective is nan; the last good checkpoint is '
+        f'{e.exp_dir}/model10 (nothing after it was saved); to go on from it, run again with the same flags and '
+        f'e.g. a lower --meta_lr, or test it with --train=False')
+    assert err.value.status == 3
+    assert main.latest_checkpoint(e.exp_dir) == os.path.join(e.exp_dir, 'model10')
+    assert not [n for n in os.listdir(e.exp_dir) if n.startswith('model') and not n.startswith('model10.')]
+    assert main.prepare(config).start_itr == 11             # the lock went with the failed run
+
+
+def test_weights_that_became_nan_are_never_saved(tmp_path, monkeypatch):
+    """The objective is measured before the update: an update to nan with a finite objective is caught at the save."""
+    e = main.prepare(_config(tmp_path, metatrain_iterations=30))
+    step, calls = e.model.metatrain_step, []
+
+    def step_then_poison(*batch):
+        loss = step(*batch)
+        calls.append(1)
+        if len(calls) == 21:                                  # iteration 20, a save iteration
+            _poison(e.model)
+        return loss
+    monkeypatch.setattr(e.model, 'metatrain_step', step_then_poison)
+    with pytest.raises(main.TrainingDiverged, match=r'^training diverged at iteration 20: model/w1 holds nan/inf '
+                                                    r'after the update; the last good checkpoint is .*/model10 '):
+        main.train(e, SAVE_EVERY_10)
+    assert main.latest_checkpoint(e.exp_dir).endswith('model10')
+    assert not os.path.exists(os.path.join(e.exp_dir, 'model20.index'))
+
+
+def test_a_second_process_cannot_train_into_the_same_folder(tmp_path):
+    import subprocess
+    import sys
+    config = _config(tmp_path, metatrain_iterations=3)
+    e = main.prepare(config)
+    os.makedirs(e.exp_dir)
+    holder = main.RunLock(e.exp_dir).acquire()                 # another run training there
+    with pytest.raises(main.UsageError, match=rf'^pid {os.getpid()} on .* is training into {e.exp_dir}, so this run '
+                                              r'would overwrite its checkpoints; wait for it to end'):
+        main.train(e)
+    assert not [n for n in os.listdir(e.exp_dir) if n.startswith('model')]
+    holder.release()
+    # a process that dies holding the lock leaves it free
+    lock = os.path.join(e.exp_dir, main.LOCK_FILE)
+    code = f'import fcntl, os; fd = os.open({lock!r}, os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); os._exit(9)'
+    assert subprocess.run([sys.executable, '-c', code], timeout=30).returncode == 9
+    assert os.path.exists(lock)
+    assert main.train(e, SAVE_EVERY_10) == 3
+
+
+def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_usable(tmp_path, monkeypatch):
+    import errno
+    config = _config(tmp_path, metatrain_iterations=25)
+    e = main.prepare(config)
+    write = tf.train.Checkpoint.write
+
+    def full_disk(self, prefix, options=None):
+        if os.path.basename(prefix).endswith('_model20'):
+            with open(prefix + '.data-00000-of-00001', 'wb') as f:   # half-written
+                f.write(b'x' * 100)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(self, prefix, options)
+    monkeypatch.setattr(tf.train.Checkpoint, 'write', full_disk)
+    with pytest.raises(main.UsageError) as err:
+        main.train(e, SAVE_EVERY_10)
+    assert str(err.value) == (
+        f'cannot save checkpoint {e.exp_dir}/model20 (No space left on device); {e.exp_dir}/model10 is still the '
+        f'latest checkpoint, intact; free space (or fix the folder) and run again with the same flags to resume from it')
+    monkeypatch.undo()
+    assert sorted(n for n in os.listdir(e.exp_dir) if 'model' in n) == ['model10.data-00000-of-00001',
+                                                                       'model10.index']
+    resumed = main.prepare(config)
+    assert resumed.start_itr == 11 and main.train(resumed, SAVE_EVERY_10) == 25
