@@ -12,6 +12,7 @@ BASELINES = (None, 'oracle')
 # --method: name -> 'module:Class' of the learner (all share main.py's train()/test(); see README "Architecture")
 METHODS = {
     'maml': 'maml:MAML',
+    'reptile': 'reptile:Reptile',
     'protonet': 'protonet:ProtoNet',
     'matchingnet': 'matchingnet:MatchingNet',
     'baseline': 'baseline:Baseline',
@@ -79,6 +80,8 @@ class Config:
     eval_batch: int = _flag(5, 'Reptile: inner mini-batch size at evaluation (its --eval-batch)', ('reptile',))
     eval_samples: int = _flag(10000, 'Reptile with --protocol=reptile: test tasks (its --eval-samples)', ('reptile',))
     transductive: bool = _flag(False, 'Reptile: predict all queries in one batch (its --transductive)', ('reptile',))
+    inner_sgd: bool = _flag(False, 'Reptile: plain gradient descent as the inner optimizer instead of Adam(beta1=0) '
+                            '(its --sgd)', ('reptile',))
     # MAML++ (Antoniou et al. 2019): each change its own switch, all off by default
     multi_step_loss: bool = _flag(False, 'MAML++ MSL: query loss after every inner step, annealed weights',
                                   INNER_LOOP)
