@@ -56,7 +56,8 @@ def init_conv4(rng, channels, filters, norm, scheme='torch'):
 
     scheme 'torch': PyTorch's defaults of 2017 (the ProtoNets code): kernels and biases U(+-1/sqrt(9 C)), batch-norm
     gamma U(0, 1) (torch < 1.2 drew it so), beta 0. 'closer_look': CloserLookFewShot's init_layer: kernels
-    N(0, sqrt(2 / (9 F))), biases U(+-1/sqrt(9 C)), gamma 1, beta 0. layer_norm: gamma 1, beta 0; 'None': no norm weights.
+    N(0, sqrt(2 / (9 F))), biases U(+-1/sqrt(9 C)), gamma 1, beta 0. layer_norm: gamma 1, beta 0; 'None': no norm
+    weights.
     """
     weights = {}
     for i, c_in in enumerate([channels, filters, filters, filters]):

@@ -22,7 +22,8 @@ def _softmax(z):
 
 
 def test_finetune_steps_are_torch_sgd_with_momentum_dampening_and_weight_decay():
-    """Full-batch steps (order-free): p1 = p0 - lr (g0 + wd p0); buf1 = 0.9 buf0 + 0.1 (g1 + wd p1), p2 = p1 - lr buf1."""
+    """Full-batch steps (order-free), d = gradient + 1e-3 p: buf0 = d0 (no dampening on the first step),
+    p1 = p0 - lr buf0; buf1 = 0.9 buf0 + 0.1 d1, p2 = p1 - lr buf1."""
     rng = np.random.RandomState(0)
     x = rng.normal(size=(1, 6, 4))
     y = np.eye(3)[[0, 1, 2, 2, 1, 0]][None]
@@ -51,8 +52,9 @@ def test_finetuned_head_separates_linearly_separable_features(cosine):
     ys, yq = np.repeat(np.arange(5), 5), np.repeat(np.arange(5), 15)
     xs = np.stack([centers[ys] + 0.3 * rng.normal(size=(25, 16)) for _ in range(2)])
     xq = np.stack([centers[yq] + 0.3 * rng.normal(size=(75, 16)) for _ in range(2)])
-    head = tf.function(finetune_head)(tf.constant(xs), tf.constant(np.eye(5)[ys][None].repeat(2, 0)), tf.constant(3, tf.int64),
-                         100, 4, 0.01, cosine, cosine_scale(5))
+    labels = tf.constant(np.eye(5)[ys][None].repeat(2, 0))
+    head = tf.function(finetune_head)(tf.constant(xs), labels, tf.constant(3, tf.int64), 100, 4, 0.01, cosine,
+                                      cosine_scale(5))
     predicted = np.argmax(head_logits(head, tf.constant(xq), cosine_scale(5)).numpy(), -1)
     np.testing.assert_array_equal(predicted, np.stack([yq, yq]))
 
@@ -63,7 +65,8 @@ def test_cosine_classifier_is_scaled_cosine_of_weight_normed_classes():
     head = init_head(tf.constant(w), None, cosine=True)
     np.testing.assert_allclose(head['g'].numpy(), np.linalg.norm(w, axis=0))
     head['g'] = tf.constant([1., 2., 3.], F64)
-    expected = 10 * (x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-5)) @ (w / np.linalg.norm(w, axis=0) * [1, 2, 3])
+    unit_x = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-5)
+    expected = 10 * unit_x @ (w / np.linalg.norm(w, axis=0) * [1, 2, 3])
     np.testing.assert_allclose(head_logits(head, tf.constant(x), 10.0).numpy(), expected, rtol=1e-12)
     assert cosine_scale(200) == 2.0 and cosine_scale(201) == 10.0
 

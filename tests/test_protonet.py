@@ -102,7 +102,8 @@ def test_evaluate_reports_one_column_and_changes_nothing():
         ProtoNet(256, 2, 0, _config(test_bn='bogus'))
 
 
-@pytest.mark.parametrize('method,compiled', [('protonet', False), pytest.param('protonet', True, marks=pytest.mark.slow),
+@pytest.mark.parametrize('method,compiled', [('protonet', False),
+                                             pytest.param('protonet', True, marks=pytest.mark.slow),
                                              pytest.param('matchingnet', True, marks=pytest.mark.slow)])
 def test_resume_is_bit_identical(tmp_path, method, compiled):
     """3 steps in one go == 1 step, a checkpoint, a fresh model (other seed) restored from it, 2 more steps
