@@ -239,6 +239,16 @@ def test_readme_sinusoid_baselines_have_their_own_logdir():
     assert by_dir and all(len(kinds) == 1 for kinds in by_dir.values()), by_dir
 
 
+def test_readme_lists_every_method():
+    """The "Compare methods" table has a row for every learner of config.METHODS, and no other."""
+    import config
+    readme = _read('README.md')
+    table = readme[readme.index('<!-- Learners:'):readme.index('<!-- end of the learner table -->')]
+    rows = [line.split('|')[1] for line in table.splitlines()[3:] if line.startswith('|')]
+    listed = [m for row in rows for m in re.findall(r'`([a-z_]+)`', row)]
+    assert sorted(listed) == sorted(config.METHODS)
+
+
 def test_setup_and_test_commands():
     """Set-up without a hard-coded minor version; .ci/run runs the README's test command with the dev
     requirements; the runtime requirements hold no test or plotting package."""
