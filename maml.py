@@ -166,11 +166,11 @@ class MAML(tf.Module):
         return mse(pred, label)
 
     # ---------------------------------------------------------------- adaptation
-    def _adapt(self, fast_weights, inputa, labela):
-        """One inner step: returns (new fast weights, outputa, lossa) with fast - update_lr * grad."""
+    def _adapt(self, fast_weights, inputa, labela, step=0):
+        """Inner step `step` (0-based): returns (new fast weights, outputa, lossa) with fast - inner_lr * grad."""
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(list(fast_weights.values()))
-            output = self.forward(inputa, fast_weights)
+            output = self.step_forward(inputa, fast_weights, step)
             loss = self.loss_func(output, labela)
             # tf.gradients of the original's per-row vector = grad of its sum; summing over tasks
             # too gives each task's own gradient, as each task has its own copy of the weights
@@ -178,7 +178,15 @@ class MAML(tf.Module):
         grads = tape.gradient(total, fast_weights)
         if self.config.stop_grad:
             grads = {k: tf.stop_gradient(g) for k, g in grads.items()}
-        return {k: w - self.update_lr * grads[k] for k, w in fast_weights.items()}, output, loss
+        return {k: w - self.inner_lr(k, step) * grads[k] for k, w in fast_weights.items()}, output, loss
+
+    def inner_lr(self, key, step):
+        """The inner step size of weight `key` at inner step `step`: update_lr (a hook: Meta-SGD, MAML++ LSLR)."""
+        return self.update_lr
+
+    def step_forward(self, inp, weights, step):
+        """The network at inner step `step`: `forward` (a hook: MAML++'s per-step batch norm)."""
+        return self.forward(inp, weights)
 
     def task_metalearn(self, inputa, inputb, labela, labelb, weights, num_updates):
         """Adapts per-task `weights` ([B, ...]) to B stacked tasks with `num_updates` steps on (inputa, labela).
@@ -186,12 +194,12 @@ class MAML(tf.Module):
         Returns a TaskOutput: outputa [B, rows, out] / lossa / accuracya [B] of the initial weights
         on a, and outputbs / lossesb / accuraciesb (lists of length num_updates) on b after j+1 steps.
         """
-        fast_weights, outputa, lossa = self._adapt(weights, inputa, labela)
+        fast_weights, outputa, lossa = self._adapt(weights, inputa, labela, 0)
         outputbs, lossesb = [], []
         for j in range(num_updates):
             if j > 0:
-                fast_weights, _, _ = self._adapt(fast_weights, inputa, labela)
-            outputbs.append(self.forward(inputb, fast_weights))
+                fast_weights, _, _ = self._adapt(fast_weights, inputa, labela, j)
+            outputbs.append(self.step_forward(inputb, fast_weights, j))
             lossesb.append(self.loss_func(outputbs[-1], labelb))
         accuracya = accuraciesb = None
         if self.classification:
@@ -274,9 +282,13 @@ class MAML(tf.Module):
         num_updates = num_updates or self.config.num_updates
         with tf.GradientTape() as tape:
             out, totals2 = self._metalearn(inputa, labela, inputb, labelb, num_updates)
-            loss = totals2[self.config.num_updates - 1]
+            loss = self.meta_objective(totals2)
         grads = tape.gradient(loss, self.meta_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return out, grads
+
+    def meta_objective(self, totals2):
+        """The loss the meta-update descends, from the per-step query losses: the last (a hook: MAML++'s MSL)."""
+        return totals2[self.config.num_updates - 1]
 
     def _metatrain_step(self, inputa, labela, inputb, labelb):
         out, grads = self.meta_gradients(inputa, labela, inputb, labelb)

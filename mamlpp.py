@@ -1,0 +1,180 @@
+"""MAML++ (Antoniou, Edwards, Storkey, ICLR 2019, "How to train your MAML"): each change its own switch.
+
+`MAMLPlusPlus` is `maml.MAML` plus the switches (all off by default; config.py's MAML++ block), and the base
+of `metasgd.MetaSGD` and `anil.ANIL`, so every switch works with the three inner-loop learners:
+
+- `--multi_step_loss` (MSL): the meta-objective is sum_j w_j * (query loss after step j+1) with
+  `msl_weights`, while epoch < `--multi_step_loss_epochs`; afterwards the last step's loss alone.
+- `--first_order_epochs=N` (DA): first-order meta-gradient (as `--stop_grad`) while epoch <= N, then second
+  order: the released code's test `epoch > first_order_to_second_order_epoch`, so N+1 epochs are first order.
+- `--lslr` (LSLR): one learned inner step size per adapted weight tensor and inner step, initialised to
+  `--update_lr`, meta-learned by the outer Adam (Meta-SGD: its per-element alphas get a step axis instead).
+- `--per_step_bn` (BNWB): one batch-norm beta (and layer-norm gamma) per inner step, meta-learned, not
+  adapted. Inner step j and the query pass after it use row j; steps beyond `--num_updates` (evaluation
+  runs 10 on Omniglot) reuse the last row, as do LSLR's rates.
+- `--cosine_meta_lr` (CA): meta lr = min + (meta_lr - min) (1 + cos(pi epoch / epochs)) / 2 per epoch,
+  epochs = ceil(metatrain_iterations / iterations_per_epoch), as torch's CosineAnnealingLR stepped per epoch.
+- An epoch is `--iterations_per_epoch` meta-iterations; `iteration` (a checkpointed variable) counts them.
+
+`--per_step_bn_stats` (BNRS) is not implemented (see `MAMLPlusPlus.__init__`).
+"""
+import functools
+import math
+
+import tensorflow as tf
+
+import adam
+import maml
+from config import Config
+
+
+def enabled(config):
+    """True when any MAML++ switch is on (the others only tune a switch)."""
+    return bool(config.multi_step_loss or config.first_order_epochs >= 0 or config.lslr or config.per_step_bn
+                or config.per_step_bn_stats or config.cosine_meta_lr)
+
+
+def learner_class(config):
+    """The class `--method=maml` builds: maml.MAML, or MAMLPlusPlus when a MAML++ switch is on (so plain MAML
+    keeps its compiled step)."""
+    return MAMLPlusPlus if enabled(config) else maml.MAML
+
+
+def msl_weights(epoch, num_steps, num_epochs):
+    """The MSL step weights [num_steps] (float64) at `epoch` (a number or float64 tensor), as the released
+    `get_per_step_loss_importance_vector`: all 1/N at epoch 0; every step but the last loses epoch/(N E) down to
+    0.03/N, the last gains what they lose, up to 1 - (N-1) 0.03/N."""
+    n = num_steps
+    epoch = tf.cast(epoch, tf.float64)
+    decay = 1.0 / n / num_epochs
+    start = 1.0 / n
+    others = tf.maximum(start - epoch * decay, 0.03 / n)
+    last = tf.minimum(start + epoch * (n - 1) * decay, 1.0 - (n - 1) * (0.03 / n))
+    return tf.concat([tf.fill([n - 1], others), [last]], 0)
+
+
+def cosine_lr(epoch, num_epochs, base, minimum):
+    """torch CosineAnnealingLR's closed form at `epoch` (float64): min + (base - min)(1 + cos(pi e / T)) / 2."""
+    epoch = tf.cast(epoch, tf.float64)
+    return minimum + (base - minimum) * (1 + tf.cos(math.pi * epoch / num_epochs)) / 2
+
+
+class MAMLPlusPlus(maml.MAML):
+    """MAML with the MAML++ switches of `config`; with all of them off its numbers are MAML's.
+
+    Extra state: `inner_lrs` {weight key: variable} (LSLR rates [N]; Meta-SGD's alphas), meta-learned with the
+    weights (in `meta_variables` as 'lslr/<key>' / 'alpha/<key>'), and `iteration`, the meta-iterations done.
+    """
+    inner_lr_prefix = 'lslr'
+
+    def __init__(self, dim_input=1, dim_output=1, test_num_updates=5, config=Config(), dtype=tf.float32,
+                 batched=True, task_groups=None):
+        super().__init__(dim_input, dim_output, test_num_updates, config, dtype, batched, task_groups)
+        if config.per_step_bn_stats:
+            # The released code keeps per-step running statistics but normalises with the batch's own
+            # (F.batch_norm(training=True)), so they change no number; using them at test time needs
+            # utils.normalize to take given moments.
+            raise NotImplementedError('--per_step_bn_stats is not implemented; drop it (the released MAML++ code '
+                                      'never normalises with these statistics)')
+        if config.per_step_bn and not self.norm_weights:
+            raise ValueError('--per_step_bn needs --norm=batch_norm or layer_norm')
+        if config.iterations_per_epoch < 1:
+            raise ValueError('--iterations_per_epoch must be >= 1')
+        self.num_steps = config.num_updates        # N: the steps per-step parameters exist for
+        if config.per_step_bn:
+            self.norm_weights = {k: tf.Variable(tf.repeat(v[None], self.num_steps, 0), name=k)
+                                 for k, v in self.norm_weights.items()}
+        self._bn_step = 0                          # the row of the per-step norm weights `forward` uses
+        self.inner_lrs = self.construct_inner_lrs()
+        self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name='meta_iteration')
+        self.meta_variables = {**self.weights, **self.norm_weights,
+                               **{self.inner_lr_prefix + '/' + k: v for k, v in self.inner_lrs.items()}}
+        meta_lr = config.meta_lr
+        if config.cosine_meta_lr:
+            meta_lr = tf.Variable(tf.constant(config.meta_lr, dtype), trainable=False, name='meta_lr')
+            self.num_epochs = max(1, -(-config.metatrain_iterations // config.iterations_per_epoch))
+        self.metatrain_optimizer = adam.Adam(self.meta_variables, meta_lr, name='Adam')
+        self.pretrain_optimizer = adam.Adam(self.meta_variables, config.meta_lr, name='Adam_pretrain')
+        self._msl = False                          # set while the MSL variant of the step is traced
+
+    def checkpoint_items(self):
+        """MAML's items plus `inner_lrs` (if any) and `meta_iteration` (the schedules' clock); the Adam slots of
+        the new meta-parameters are in `metatrain_optimizer`."""
+        items = dict(super().checkpoint_items(), meta_iteration=self.iteration)
+        if self.inner_lrs:
+            items['inner_lrs'] = self.inner_lrs
+        return items
+
+    # ---------------------------------------------------------------- inner loop
+    def adapted_keys(self):
+        """The weight keys the inner loop adapts (all; ANIL: the head)."""
+        return list(self.weights)
+
+    def construct_inner_lrs(self):
+        """{key: LSLR step sizes [N]} for the adapted weights, all `update_lr`; {} without --lslr."""
+        if not self.config.lslr:
+            return {}
+        return {k: tf.Variable(tf.fill([self.num_steps], tf.constant(self.update_lr, self.dtype)),
+                               name=self.inner_lr_prefix + '/' + k) for k in self.adapted_keys()}
+
+    def inner_lr(self, key, step):
+        """`inner_lrs[key]` (row `step` of it with --lslr), or update_lr for a key without one."""
+        if key not in self.inner_lrs:
+            return self.update_lr
+        lr = self.inner_lrs[key]
+        return lr[min(step, self.num_steps - 1)] if self.config.lslr else lr
+
+    def step_forward(self, inp, weights, step):
+        """`forward` with row `step` of the per-step norm weights (--per_step_bn)."""
+        self._bn_step = min(step, self.num_steps - 1) if self.config.per_step_bn else 0
+        try:
+            return self.forward(inp, weights)
+        finally:
+            self._bn_step = 0
+
+    def _norm(self, scope):
+        norm = super()._norm(scope)
+        return {p: v[self._bn_step] for p, v in norm.items()} if self.config.per_step_bn else norm
+
+    # ---------------------------------------------------------------- schedules
+    def epoch(self):
+        """The current epoch as an int64 tensor: meta-iterations done // iterations_per_epoch."""
+        return self.iteration // self.config.iterations_per_epoch
+
+    def schedule(self, iteration):
+        """(MSL on, first order) for meta-iteration `iteration`, by the released code's epoch tests."""
+        c, epoch = self.config, iteration // self.config.iterations_per_epoch
+        return (bool(c.multi_step_loss and epoch < c.multi_step_loss_epochs),
+                bool(c.first_order_epochs >= 0 and not epoch > c.first_order_epochs))
+
+    def meta_objective(self, totals2):
+        """With MSL on: sum_j msl_weights[j] * totals2[j]; else the last step's loss (MAML)."""
+        if not self._msl:
+            return super().meta_objective(totals2)
+        w = tf.cast(msl_weights(self.epoch(), self.num_steps, self.config.multi_step_loss_epochs), self.dtype)
+        return tf.add_n([w[j] * totals2[j] for j in range(self.num_steps)])
+
+    def _scheduled_step(self, msl, first_order, inputa, labela, inputb, labelb):
+        """MAML's step traced with MSL on/off and first / second order; sets the cosine meta lr from `iteration`
+        first and advances `iteration` after."""
+        config = self.config
+        self._msl = msl
+        if first_order:
+            self.config = config.replace(stop_grad=True)
+        try:
+            if config.cosine_meta_lr:
+                lr = cosine_lr(self.epoch(), self.num_epochs, config.meta_lr, config.min_meta_lr)
+                self.metatrain_optimizer.learning_rate.assign(tf.cast(lr, self.dtype))
+            loss = self._metatrain_step(inputa, labela, inputb, labelb)
+        finally:
+            self.config, self._msl = config, False
+        self.iteration.assign_add(1)
+        return loss
+
+    def metatrain_step(self, inputa, labela, inputb, labelb):
+        """One meta-update, compiled once per (MSL, order) variant the schedules reach; returns the last inner
+        step's query loss before the update (MSL's weighted sum is what it descends)."""
+        msl, first_order = self.schedule(int(self.iteration.numpy()))
+        fn = self._compiled(f'metatrain_msl{int(msl)}_fo{int(first_order)}',
+                            functools.partial(self._scheduled_step, msl, first_order), self.config.xla)
+        return fn(inputa, labela, inputb, labelb)

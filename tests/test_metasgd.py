@@ -1,0 +1,76 @@
+"""Meta-SGD: MAML to the last bit when every alpha is update_lr, the elementwise inner step, finite differences."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import maml
+import metasgd
+from config import Config
+from test_mamlpp import _conv_batch, _conv_config, _sine_batch
+
+F64 = tf.float64
+
+
+def _sine_config(**changes):
+    return Config(datasource='sinusoid', update_batch_size=5, num_updates=2, update_lr=0.01, norm='None', seed=4,
+                  xla=False, **changes)
+
+
+@pytest.mark.parametrize('network', ['sinusoid', 'conv'])
+def test_alphas_at_update_lr_equal_maml_bit_for_bit(network):
+    """Fresh Meta-SGD (every alpha = update_lr) under XLA in float32: evaluation, the first step's loss and the
+    updated weights equal MAML's exactly (after it the alphas have learned and the two part)."""
+    if network == 'conv':
+        config, batch, dims = _conv_config(), _conv_batch(0), (784, 2)
+    else:
+        config, batch, dims = _sine_config(), _sine_batch(0), (1, 1)
+    config = config.replace(xla=True)
+    ref, model = maml.MAML(*dims, 2, config), metasgd.MetaSGD(*dims, 2, config)
+    want, got = ref.evaluate(*batch), model.evaluate(*batch)
+    np.testing.assert_array_equal(want.total_losses2.numpy(), got.total_losses2.numpy())
+    np.testing.assert_array_equal(want.outputbs.numpy(), got.outputbs.numpy())
+    assert ref.metatrain_step(*batch).numpy() == model.metatrain_step(*batch).numpy()
+    for k, v in ref.weights.items():
+        np.testing.assert_array_equal(v.numpy(), model.weights[k].numpy(), err_msg=k)
+    assert all(np.any(model.inner_lrs[k].numpy() != config.update_lr) for k in model.inner_lrs), 'alpha not learned'
+    assert set(model.metatrain_optimizer.m) == set(ref.weights) | {'alpha/' + k for k in ref.weights}
+
+
+def test_inner_step_is_theta_minus_alpha_times_grad_elementwise():
+    model = metasgd.MetaSGD(1, 1, 1, _sine_config(num_updates=1), dtype=F64)
+    rng = np.random.RandomState(0)
+    for v in model.inner_lrs.values():
+        v.assign(rng.uniform(-0.05, 0.1, v.shape))
+    inputa, labela, _, _ = _sine_batch(1, tasks=1, dtype=F64)
+    w = model._task_weights(1)
+    with tf.GradientTape() as tape:
+        tape.watch(list(w.values()))
+        loss = tf.reduce_sum(model.loss_func(model.forward(inputa, w), labela))
+    grads = tape.gradient(loss, w)
+    fast, _, _ = model._adapt(w, inputa, labela, 0)
+    for k in w:
+        np.testing.assert_allclose(fast[k].numpy(), (w[k] - model.inner_lrs[k] * grads[k]).numpy(), rtol=1e-14,
+                                   err_msg=k)
+
+
+@pytest.mark.parametrize('lslr', [False, True])
+def test_meta_gradient_of_weights_and_alphas_matches_finite_differences(lslr):
+    """Two inner steps (--lslr: an alpha per step), float64 central differences along a random unit direction
+    over weights and alphas, to 1e-7 relative."""
+    model = metasgd.MetaSGD(1, 1, 2, _sine_config(lslr=lslr), dtype=F64)
+    rng = np.random.RandomState(3)
+    for v in model.inner_lrs.values():
+        v.assign(rng.uniform(0.005, 0.1, v.shape))
+    batch = _sine_batch(2, dtype=F64)
+    _, grads = model.meta_gradients(*batch)
+    direction = {k: rng.normal(size=v.shape) for k, v in model.meta_variables.items()}
+    norm = np.sqrt(sum(np.sum(d ** 2) for d in direction.values()))
+    analytic = sum(float(np.sum(grads[k].numpy() * direction[k])) for k in direction) / norm
+    base = {k: v.numpy() for k, v in model.meta_variables.items()}
+    values = []
+    for sign in (1, -1):
+        for k, v in model.meta_variables.items():
+            v.assign(base[k] + sign * 1e-5 * direction[k] / norm)
+        values.append(float(model.metalearn(*batch, num_updates=2).total_losses2[1]))
+    numeric = (values[0] - values[1]) / 2e-5
+    assert abs(analytic - numeric) <= 1e-7 * abs(numeric)
