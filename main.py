@@ -24,6 +24,22 @@ This is the only module that reads flags: they become one frozen `Config`, and t
 Everything the checks can find wrong is found before TensorFlow is imported and before anything
 is written: a bad flag costs one line on stderr, `main.py: error: <what>; <how to fix>`, exit 2.
 For tests, `prepare(config)` + `train(...)` / `test(...)` run the real thing in-process.
+
+Beyond the original (issue 13):
+* Each checkpoint records the regime it was trained under (`regime`: method, protocol, baseline,
+  pretrain/metatrain, datasource, architecture, learner fields) and all flags; a run never resumes,
+  overwrites (--resume=False) or tests a checkpoint of another regime (the pretrained baseline and
+  MAML share an experiment name): one line says which fields differ and suggests a --logdir of its own.
+* test() also writes `<exp_dir>/results/<val|test>_<checkpoint>_ubs<K>_stepsize<lr>.{csv,pkl,json}`
+  (the json: split, checkpoint, iterations, tasks, statistics, flags, commit, date) beside the
+  original's `test_ubs<K>_stepsize<lr>.{csv,pkl}`, and prints a readable table and the paths.
+* Training into a folder another process trains into is refused (a flock on `<exp_dir>/.train.lock`,
+  released by the OS however a run ends); a failed checkpoint write (full disk) removes what it
+  half-wrote and keeps the previous checkpoint the latest.
+* Exit status: 0 done; 2 `main.py: error: <what>; <how to fix>` (flags, data, folders, disk); 3 the
+  same one line when training diverged (a nan/inf objective or weight; nothing non-finite is saved).
+* TensorFlow's start-up lines are hidden unless --verbose; progress lines (`[maml-tf2] ...`) report
+  the first (tracing / XLA compile) iteration apart, s/it and ETA, test progress and a closing summary.
 """
 import csv
 import dataclasses
@@ -318,16 +334,25 @@ def read_record(prefix):
         return None
 
 
-def check_regime(config, prefix, purpose):
+def regime_flags(name):
+    """The flags that decide the regime field `name`."""
+    return ('pretrain_iterations', 'metatrain_iterations', 'baseline') if name == 'training' else (name,)
+
+
+def check_regime(config, prefix, purpose, explicit=None):
     """Raises UsageError if the checkpoint `prefix` was trained under another regime than `config`'s.
 
     `purpose`: 'resume' (continue training it), 'overwrite' (--resume=False would overwrite it) or
-    'test'. Returns the stored record (None for a checkpoint without one, which is accepted).
+    'test'. `explicit` (flags given): only the fields these decide are compared (testing needs no
+    iteration counts, so flags left out mean "as the checkpoint"); None: all. Returns the stored
+    record (None for a checkpoint without one, which is accepted).
     """
     record = read_record(prefix)
     if record is None:
         return None
     diff = regime_differences(record.get('regime', {}), regime(config))
+    if explicit is not None:
+        diff = [d for d in diff if set(regime_flags(d[0])) & set(explicit)]
     if not diff:
         return record
     was = ', '.join(f'{n}={a}' for n, a, _ in diff)
@@ -557,7 +582,8 @@ def prepare(config, explicit=()):
                          f'(without --train=False), point --logdir at the training run, or pass --tf1_checkpoint')
     record = None
     if model_file:
-        record = check_regime(config, model_file, 'resume' if rc.train else 'test')
+        record = (check_regime(config, model_file, 'resume') if rc.train else
+                  check_regime(config, model_file, 'test', explicit))
     elif rc.train and latest_checkpoint(exp_dir):    # --resume=False (or --tf1_checkpoint) over another run?
         record = check_regime(config, latest_checkpoint(exp_dir), 'overwrite')
     _check_writable_dir(exp_dir, '--logdir=' + config.logdir)
@@ -645,7 +671,7 @@ def summary_values(out, classification):
     values = {'Pre-update loss': out.total_loss1}
     if classification:
         values['Pre-update accuracy'] = out.total_accuracy1
-    for j in range(int(out.total_losses2.shape[0])):
+    for j in range(int(out.total_losses2.shape[0]) if out.total_losses2 is not None else 0):
         values['Post-update loss, step ' + str(j + 1)] = out.total_losses2[j]
         if classification:
             values['Post-update accuracy, step ' + str(j + 1)] = out.total_accuracies2[j]
@@ -875,39 +901,96 @@ def test_file_prefix(config):
                         'test_ubs' + str(config.update_batch_size) + '_stepsize' + str(float(config.update_lr)))
 
 
+def results_prefix(experiment):
+    """The split- and checkpoint-specific result name (no extension), beside the original's:
+    `exp_dir/results/<val|test>_<checkpoint>_ubs<K>_stepsize<lr>` (checkpoint: `model<itr>`, or
+    `tf1_model<itr>` for --tf1_checkpoint), so no evaluation overwrites another's."""
+    c = experiment.config
+    source = os.path.basename(experiment.restored_from or 'untrained')
+    if c.tf1_checkpoint:
+        source = 'tf1_' + source
+    return os.path.join(experiment.exp_dir, RESULTS_DIR, f'{"test" if c.test_set else "val"}_{source}_ubs'
+                        f'{c.update_batch_size}_stepsize{float(c.update_lr)}')
+
+
+def _git_commit():
+    """The repository's HEAD commit (with '+dirty' if tracked files changed), or None."""
+    repo = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=repo, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=repo,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode:
+        return None
+    return head.stdout.strip() + ('+dirty' if dirty.stdout.strip() else '')
+
+
+def _rows_table(metric, means, ci95):
+    """Readable lines `step j: mean ± ci95` (accuracies in %); one 'query' line when there are no inner steps."""
+    lines = []
+    for j, (m, c) in enumerate(zip(means, ci95)):
+        label = 'query' if len(means) == 1 else ('pre-update' if j == 0 else f'step {j}')
+        value = f'{100 * m:6.2f}% ± {100 * c:.2f}%' if metric == 'accuracy' else f'{m:.4f} ± {c:.4f}'
+        lines.append(f'[maml-tf2]   {label:>10}: {value}')
+    return lines
+
+
 def test(experiment):
     """The original test(): 600 tasks, meta batch 1, max(10, num_updates) inner steps.
 
-    Each row is [pre-update, after step 1, ..., after step T]: MSE for sinusoid, accuracy for
-    classification. Prints means, stds, 95% CIs and writes them to `<prefix>.csv`, the rows to
-    `<prefix>.pkl` ({'mses': array [600, T+1]}). Returns the rows.
+    Each row is [pre-update, after step 1, ..., after step T] (T = 0, one column, for learners
+    without inner steps): MSE for sinusoid, accuracy for classification. Prints means, stds, 95%
+    CIs as the original did, then a readable table, and writes them to the original's
+    `<prefix>.csv` and the rows to `<prefix>.pkl` ({'mses': array [600, T+1]}), plus the same pair
+    and a json (split, checkpoint, iterations, tasks, statistics, flags, commit, date) under
+    `results_prefix`. Prints progress every 10% of the tasks or 10 s, the first task (tracing)
+    apart. Returns the rows.
     """
     e, rc, model = experiment, experiment.run_config, experiment.model
+    num_tasks = NUM_TEST_POINTS   # read here: scripts set main.NUM_TEST_POINTS for smoke runs
+    split = 'test' if rc.test_set else 'validation'
+    source = e.restored_from or 'untrained weights'
+    print(f'[maml-tf2] testing {source} on {num_tasks} {split} tasks (meta batch 1, '
+          f'{config_lib.test_num_updates(rc)} inner steps where the method has them)', flush=True)
     if rc.datasource == 'sinusoid':
         e.data_generator.rng = np.random.RandomState(TEST_SEED)   # the original: np.random.seed(1)
     batches = _batches(e, train=False)
     metaval_accuracies = []
-    for _ in range(NUM_TEST_POINTS):
+    start = last_print = time.perf_counter()
+    first_s = 0.0
+    for i in range(num_tasks):
         out = model.evaluate(*next(batches))
-        if model.classification:
-            result = [out.total_accuracy1.numpy()] + list(out.total_accuracies2.numpy())
-        else:
-            result = [out.total_loss1.numpy()] + list(out.total_losses2.numpy())
-        metaval_accuracies.append(result)
+        first, after = ((out.total_accuracy1, out.total_accuracies2) if model.classification else
+                        (out.total_loss1, out.total_losses2))
+        metaval_accuracies.append([first.numpy()] + (list(after.numpy()) if after is not None else []))
+        now = time.perf_counter()
+        if i == 0:
+            first_s = now - start
+            print(f'[maml-tf2] first task {first_s:.1f}s (tracing); ETA from the tasks after it', flush=True)
+            last_print = now
+        elif i + 1 < num_tasks and (now - last_print >= 10 or
+                                    ((i + 1) % max(num_tasks // 10, 1) == 0 and now - start >= 5)):
+            per_task = (now - start - first_s) / i
+            print(f'[maml-tf2] tested {i + 1}/{num_tasks} tasks  {per_task:.3f} s/task  ETA '
+                  f'{_duration(per_task * (num_tasks - i - 1))}', flush=True)
+            last_print = now
 
     metaval_accuracies = np.array(metaval_accuracies)
     means = np.mean(metaval_accuracies, 0)
     stds = np.std(metaval_accuracies, 0)
-    ci95 = 1.96 * stds / np.sqrt(NUM_TEST_POINTS)
+    ci95 = 1.96 * stds / np.sqrt(num_tasks)
 
-    print('Mean validation accuracy/loss, stddev, and confidence intervals')
+    print(f'Mean {split} accuracy/loss, stddev, and confidence intervals')
     print((means, stds, ci95))
 
     prefix = test_file_prefix(e.config)
+    results = results_prefix(e)
     try:   # exists unless the weights came from --tf1_checkpoint
-        os.makedirs(os.path.dirname(prefix), exist_ok=True)
+        os.makedirs(os.path.dirname(results), exist_ok=True)
     except OSError as err:
-        raise UsageError(f'cannot create {os.path.dirname(prefix)} ({err.strerror}); choose another --logdir') from None
+        raise UsageError(f'cannot create {os.path.dirname(results)} ({err.strerror}); choose another --logdir') from None
 
     def write_csv(f):
         writer = csv.writer(f, delimiter=',')
@@ -915,8 +998,44 @@ def test(experiment):
         writer.writerow(means)
         writer.writerow(stds)
         writer.writerow(ci95)
-    _atomic_write(prefix + '.pkl', lambda f: pickle.dump({'mses': metaval_accuracies}, f), binary=True)
-    _atomic_write(prefix + '.csv', write_csv)
+    metric = 'accuracy' if model.classification else 'mse'
+    nonfinite = (~np.isfinite(metaval_accuracies)).sum(0)
+    iterations = e.start_itr
+    if e.config.tf1_checkpoint and e.restored_from:
+        import tf1_checkpoint as tf1_lib
+        iterations = tf1_lib.iterations_done(e.restored_from)
+    record = {
+        'split': split, 'checkpoint': os.path.abspath(e.restored_from) if e.restored_from else None,
+        'iterations_trained': iterations, 'num_tasks': num_tasks, 'inner_steps': len(means) - 1, 'metric': metric,
+        'columns': ['update' + str(i) for i in range(len(means))], 'means': means.tolist(), 'stds': stds.tolist(),
+        'ci95': ci95.tolist(), 'nonfinite_tasks': nonfinite.tolist(), 'files': {
+            'csv': results + '.csv', 'pkl': results + '.pkl', 'original_csv': prefix + '.csv',
+            'original_pkl': prefix + '.pkl'},
+        'config': dataclasses.asdict(e.config), 'run_config': dataclasses.asdict(rc), 'method': rc.method,
+        'git_commit': _git_commit(), 'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+        'host': socket.gethostname()}
+    existed = os.path.exists(results + '.json')
+    try:
+        for path in (prefix, results):
+            _atomic_write(path + '.pkl', lambda f: pickle.dump({'mses': metaval_accuracies}, f), binary=True)
+            _atomic_write(path + '.csv', write_csv)
+        _atomic_write(results + '.json', lambda f: f.write(json.dumps(record, indent=1, allow_nan=True) + '\n'))
+    except OSError as err:
+        raise UsageError(f'cannot write the results into {e.exp_dir} ({err.strerror}); free space (or fix the '
+                         f'folder) and run the test again') from None
+
+    wall = time.perf_counter() - start
+    what = 'accuracy' if metric == 'accuracy' else 'mean squared error'
+    print(f'[maml-tf2] {split} {what} over {num_tasks} tasks (mean ± 95% CI), {os.path.basename(source)} '
+          f'({iterations} iterations trained), tested in {_duration(wall)}:')
+    for line in _rows_table(metric, means, ci95):
+        print(line)
+    if nonfinite.any():
+        print(f'[maml-tf2] warning: {int(nonfinite.max())} of {num_tasks} tasks gave nan/inf (so do the means '
+              f'above); the per-task rows are in {results}.pkl')
+    print(f'[maml-tf2] wrote {results}.{{csv,pkl,json}}' + (' (replacing an earlier evaluation of the same '
+                                                             'checkpoint)' if existed else '')
+          + f' and the original\'s {prefix}.{{csv,pkl}}', flush=True)
     return metaval_accuracies
 
 
@@ -945,15 +1064,57 @@ def parse_flags(argv):
         fail(f'{e}; see python main.py --helpshort')
 
 
+# TensorFlow's start-up lines that say nothing about the run (hidden unless --verbose): absl's notice, the
+# C++ INFO / WARNING lines (oneDNN, CUDA stubs, CPU features, XLA service) and the failed cuInit of a
+# machine without a GPU.
+TF_NOISE = re.compile(r'^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR'
+                      r'|[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] .*'
+                      r'|E\d{4} [\d:.]+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit.*'
+                      r'|To enable the following instructions: .*)$')
+
+
+def import_tensorflow(verbose=False):
+    """Imports TensorFlow and initialises its devices; returns the module.
+
+    Unless `verbose`: sets TF_CPP_MIN_LOG_LEVEL=2 (C++ errors only; a value the user set is kept) and
+    drops TF_NOISE lines from what the import writes to stderr (caught at the file descriptor, as
+    the C++ libraries write there before any setting applies); any other line is passed on.
+    """
+    if verbose or 'tensorflow' in sys.modules:
+        import tensorflow as tf
+        return tf
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    with tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow as tf
+            tf.config.list_logical_devices()    # device initialisation (cuInit) logs here
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode(errors='replace').splitlines():
+                if not TF_NOISE.match(line):
+                    print(line, file=sys.stderr)
+    return tf
+
+
 def main(argv):
+    verbose = FLAGS.verbose
     for name in ('absl', 'tensorflow'):   # TF's own INFO lines (e.g. per checkpoint save); ours are prints
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
     if len(argv) > 1:
         fail(f'unexpected argument {argv[1]!r}; flags are written --name=value')
+    import_tensorflow(verbose)
     import data_generator as data_lib
     try:
         run(config_from_flags(), explicit_flags())
-    except (UsageError, data_lib.DataError) as e:
+    except UsageError as e:
+        fail(e, e.status)
+    except data_lib.DataError as e:
         fail(e)
 
 

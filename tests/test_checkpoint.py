@@ -123,7 +123,7 @@ def test_checkpoint_files_and_retention(tmp_path):
     main.train(e, main.Intervals(summary=100, save=2, print=100, test_print=100))
     kept = [f'model{i}' for i in (6, 8, 10, 12, 14, 16, 18, 20, 22, 24)]    # the last 10 saves
     files = sorted(os.listdir(e.exp_dir))
-    assert files == sorted(['checkpoint'] + [k + '.index' for k in kept]
+    assert files == sorted(['.train.lock', 'checkpoint'] + [k + '.index' for k in kept]
                            + [k + '.data-00000-of-00001' for k in kept] + [f for f in files if f.startswith('events')])
     with open(os.path.join(e.exp_dir, 'checkpoint')) as f:
         assert f.read().splitlines() == (['model_checkpoint_path: "model24"']
@@ -189,9 +189,12 @@ def test_pretrained_baseline_never_resumes_or_tests_the_maml_run(tmp_path):
         f'e.g. --logdir={tmp_path}/run/pretrain')
     with pytest.raises(main.UsageError, match=r'--resume=False would overwrite its checkpoints; .*--logdir of its own'):
         main.prepare(baseline.replace(resume=False))
+    # testing with the baseline's flags (the README's test command: its training flags and --train=False)
     with pytest.raises(main.UsageError, match=r'model2 was trained with training=metatrain, but these flags say '
                                               r'training=pretrain; pass the flags it was trained with'):
-        main.prepare(baseline.replace(train=False))
+        main.prepare(baseline.replace(train=False), explicit=('pretrain_iterations', 'metatrain_iterations'))
+    # flags left out (here: the iteration counts, which testing does not need) mean "as the checkpoint"
+    assert main.prepare(baseline.replace(train=False)).start_itr == 3
     assert _files(e.exp_dir) == before                                 # nothing deleted or overwritten
     assert main.prepare(maml.replace(train=False)).start_itr == 3      # MAML's own flags still test it
     again = main.prepare(maml.replace(resume=False))                   # and restart it (same regime)

@@ -3,6 +3,7 @@ import csv
 import glob
 import os
 import pickle
+import re
 import subprocess
 import sys
 
@@ -44,7 +45,7 @@ ORIGINAL_FLAGS = {
 }
 NEW_FLAGS = {'xla': ('bool', True), 'seed': ('int', -1), 'data_dir': ('string', ''), 'num_query': ('int', -1),
              'num_train_classes': ('int', -1), 'num_val_classes': ('int', -1),
-             'tf1_checkpoint': ('string', ''), 'export_tf1': ('string', '')}
+             'tf1_checkpoint': ('string', ''), 'export_tf1': ('string', ''), 'verbose': ('bool', False)}
 ABSL_TYPE = {'string': 'string', 'int': 'int', 'float': 'float', 'bool': 'bool'}
 
 FAST = main.Intervals(summary=10, save=20, print=20, test_print=100)
@@ -126,19 +127,30 @@ def test_sinusoid_train_then_test_as_the_original(tmp_path, capsys):
     done = main.train(main.prepare(config), FAST)
     assert done == 30
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == 'Done initializing, starting training.'
-    assert out[1].startswith('Iteration 20: ') and len(out[1].split(': ')[1].split(', ')) == 2
-    assert out[2].startswith('[maml-tf2] it 20/30  ') and ' s/it  ETA ' in out[2]
     exp_dir = tmp_path / 'logs' / 'cls_5.mbs_4.ubs_5.numstep1.updatelr0.01nonorm'
+    assert out[0] == 'Done initializing, starting training.'
+    assert out[1].startswith('[maml-tf2] first meta-training iteration (0): ') and out[1].endswith(
+        's (tracing); s/it and ETA count the steps after it')
+    assert out[2].startswith('Iteration 20: ') and len(out[2].split(': ')[1].split(', ')) == 2
+    assert out[3].startswith('[maml-tf2] it 20/30  ') and ' s/it  ETA ' in out[3]
+    assert out[4].startswith('[maml-tf2] trained iterations 0..29 of 30 in ')
+    assert out[5] == (f'[maml-tf2] checkpoint {exp_dir}/model29 (kept: model20, model29; list in {exp_dir}/checkpoint)'
+                      f'; TensorBoard summaries in {exp_dir}')
+    assert out[6].startswith('[maml-tf2] last training summaries: pre-update loss ')
+    assert len(out) == 8
     assert sorted(os.listdir(exp_dir)) == sorted(
-        ['checkpoint', 'model20.index', 'model20.data-00000-of-00001', 'model29.index',
+        ['.train.lock', 'checkpoint', 'model20.index', 'model20.data-00000-of-00001', 'model29.index',
          'model29.data-00000-of-00001'] + [os.path.basename(p) for p in glob.glob(str(exp_dir / 'events.*'))])
 
     rows = main.test(main.prepare(config.replace(train=False)))
     out = capsys.readouterr().out.splitlines()
     assert out[0] == 'Restoring model weights from ' + str(exp_dir / 'model29')
-    assert out[1] == 'Mean validation accuracy/loss, stddev, and confidence intervals'
-    assert out[2].startswith('(array([')
+    assert out[1] == (f'[maml-tf2] testing {exp_dir}/model29 on 600 validation tasks (meta batch 1, 10 inner steps '
+                      f'where the method has them)')
+    assert out[2].startswith('[maml-tf2] first task ')
+    original = [line for line in out if not line.startswith('[maml-tf2]')][1:]
+    assert original[0] == 'Mean validation accuracy/loss, stddev, and confidence intervals'
+    assert original[1].startswith('(array([')
     table = _csv(exp_dir / 'test_ubs5_stepsize0.01.csv')
     assert len(table) == 4 and table[0] == ['update' + str(i) for i in range(11)]
     values = np.array(table[1:], dtype=np.float64)
@@ -150,7 +162,43 @@ def test_sinusoid_train_then_test_as_the_original(tmp_path, capsys):
     np.testing.assert_allclose(values[0], rows.mean(0), rtol=1e-6)
     np.testing.assert_allclose(values[1], rows.std(0), rtol=1e-6)
     np.testing.assert_allclose(values[2], 1.96 * rows.std(0) / np.sqrt(600), rtol=1e-6)
+    # the readable table and where the results went
+    at = out.index('[maml-tf2] validation mean squared error over 600 tasks (mean ± 95% CI), model29 '
+                   '(30 iterations trained), tested in ' + out[-13].split('tested in ')[1])
+    assert out[at + 1] == f'[maml-tf2]   pre-update: {values[0][0]:.4f} ± {values[2][0]:.4f}'
+    assert out[at + 11] == f'[maml-tf2]      step 10: {values[0][10]:.4f} ± {values[2][10]:.4f}'
+    assert out[-1] == (f'[maml-tf2] wrote {exp_dir}/results/val_model29_ubs5_stepsize0.01.{{csv,pkl,json}} and the '
+                       f'original\'s {exp_dir}/test_ubs5_stepsize0.01.{{csv,pkl}}')
+    assert _csv(exp_dir / 'results' / 'val_model29_ubs5_stepsize0.01.csv') == table
 
+
+def test_validation_and_test_results_never_overwrite_each_other(tmp_path, capsys):
+    """`--train=False` and `--train=False --test_set=True` (and another --test_iter): a result triple each."""
+    import json
+    config = _sine(tmp_path, metatrain_iterations=21, update_batch_size=2)
+    main.train(main.prepare(config), FAST)
+    exp_dir = tmp_path / 'logs' / 'cls_5.mbs_4.ubs_2.numstep1.updatelr0.01nonorm'
+    capsys.readouterr()
+    main.test(main.prepare(config.replace(train=False)))
+    assert 'Mean validation accuracy/loss, stddev, and confidence intervals' in capsys.readouterr().out
+    main.test(main.prepare(config.replace(train=False, test_set=True)))
+    out = capsys.readouterr().out
+    assert 'Mean test accuracy/loss, stddev, and confidence intervals' in out and 'Mean validation' not in out
+    main.test(main.prepare(config.replace(train=False, test_iter=20, update_batch_size=5, train_update_batch_size=2)))
+    results = sorted(os.listdir(exp_dir / 'results'))
+    assert results == sorted(f'{name}.{ext}' for ext in ('csv', 'pkl', 'json') for name in (
+        'val_model20_ubs2_stepsize0.01', 'test_model20_ubs2_stepsize0.01', 'val_model20_ubs5_stepsize0.01'))
+    with open(exp_dir / 'results' / 'test_model20_ubs2_stepsize0.01.json') as f:
+        record = json.load(f)
+    assert (record['split'], record['checkpoint'], record['iterations_trained'], record['num_tasks'],
+            record['inner_steps'], record['metric']) == ('test', str(exp_dir / 'model20'), 21, 600, 10, 'mse')
+    table = np.array(_csv(exp_dir / 'results' / 'test_model20_ubs2_stepsize0.01.csv')[1:], dtype=np.float64)
+    np.testing.assert_allclose([record['means'], record['stds'], record['ci95']], table, rtol=1e-6)
+    assert record['config']['test_set'] is True and record['config']['update_batch_size'] == 2
+    assert record['columns'] == ['update' + str(i) for i in range(11)] and record['nonfinite_tasks'] == [0] * 11
+    assert record['git_commit'] and record['date'].startswith('20')
+    # the original's pair is still written, by the last test
+    assert _csv(exp_dir / 'test_ubs5_stepsize0.01.csv') == _csv(exp_dir / 'results' / 'val_model20_ubs5_stepsize0.01.csv')
 
 
 def _events(exp_dir):
@@ -225,15 +273,27 @@ def test_command_line_train_then_test_with_xla(tmp_path):
     """The real entry point, once, with its defaults (XLA on)."""
     args = [sys.executable, os.path.join(REPO, 'main.py'), '--metatrain_iterations=3', '--meta_batch_size=2',
             '--norm=None', '--update_batch_size=2', '--update_lr=0.01', '--logdir=' + str(tmp_path / 'sine')]
-    env = {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'}
+    env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
     r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    assert r.stderr == ''                       # TensorFlow's start-up lines are hidden (--verbose shows them)
     assert r.stdout.splitlines()[0] == 'Done initializing, starting training.'
     r = subprocess.run(args + ['--train=False'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    assert r.stderr == ''
     exp_dir = tmp_path / 'sine' / 'cls_5.mbs_2.ubs_2.numstep1.updatelr0.01nonorm'
     assert r.stdout.splitlines()[0] == 'Restoring model weights from ' + str(exp_dir / 'model2')
     assert len(_csv(exp_dir / 'test_ubs2_stepsize0.01.csv')) == 4
+
+
+def test_divergence_is_one_line_and_exit_status_3(tmp_path):
+    """An inner step size that blows the post-update loss up (to inf, or nan) at iteration 0: nothing is saved."""
+    status, stderr, files = _cli(tmp_path, '--metatrain_iterations=5', '--meta_batch_size=2', '--norm=None',
+                                 '--update_lr=1e30', '--xla=False', verbose_tf=True)
+    assert status == 3 and len(stderr) == 1, stderr
+    assert re.fullmatch(r'main.py: error: training diverged at iteration 0: the meta-training objective is (nan|inf); '
+                        r'no checkpoint was saved; train again with e.g. a lower --meta_lr or --update_lr', stderr[0])
+    assert not [f for f in files if 'model' in os.path.basename(f)]
 
 
 # ---------------------------------------------------------------------------- classification
@@ -292,11 +352,13 @@ def test_omniglot_test_writes_accuracies(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------- bad input
-def _cli(tmp_path, *args):
-    """Runs main.py in tmp_path; returns (exit status, stderr lines, files under tmp_path afterwards)."""
+def _cli(tmp_path, *args, verbose_tf=False):
+    """Runs main.py in tmp_path; returns (exit status, stderr lines, files under tmp_path afterwards).
+    `verbose_tf`: leave TF_CPP_MIN_LOG_LEVEL unset (main.py's own default applies)."""
+    env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+    env.update({} if verbose_tf else {'TF_CPP_MIN_LOG_LEVEL': '3'}, MAML_TF2_CACHE='off')
     r = subprocess.run([sys.executable, os.path.join(REPO, 'main.py'), '--logdir=' + str(tmp_path / 'logs'), *args],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'MAML_TF2_CACHE': 'off'})
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
     files = sorted(os.path.relpath(os.path.join(d, n), tmp_path) for d, ds, fs in os.walk(tmp_path) for n in ds + fs)
     return r.returncode, r.stderr.splitlines(), files
 
