@@ -410,3 +410,34 @@ def test_writable_dir_check_creates_nothing(tmp_path):
     (tmp_path / 'f').write_text('')
     with pytest.raises(main.UsageError, match='is not a directory'):
         main._check_writable_dir(str(tmp_path / 'f'), '--logdir=f')
+
+
+# ---------------------------------------------------------------------------- quiet by default, any learner
+@pytest.mark.parametrize('line, noise', [
+    ('WARNING: All log messages before absl::InitializeLog() is called are written to STDERR', True),
+    ('I0000 00:00:1796192875.824314   11015 port.cc:153] oneDNN custom operations are on. You may see', True),
+    ('I0000 00:00:1796192875.824760   11015 cudart_stub.cc:31] Could not find cuda drivers on your machine', True),
+    ('W0000 00:00:1796192875.8 11015 onednn.cc:52] oneDNN supports DT_INT64 only on platforms with AVX-512.', True),
+    ('To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow', True),
+    ('E0000 00:00:1796192877.113317   11015 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error', True),
+    ('E0000 00:00:1796192877.113317   11015 op_kernel.cc:1830] OP_REQUIRES failed: out of memory', False),
+    ('Traceback (most recent call last):', False),
+])
+def test_tensorflow_start_up_noise_is_told_from_real_errors(line, noise):
+    assert bool(main.TF_NOISE.match(line)) == noise
+
+
+def test_summaries_and_tables_for_a_learner_without_inner_steps():
+    """T = 0 (e.g. ProtoNets): the query loss / accuracy is the only column, and the 'post-update' value."""
+    import tensorflow as tf
+    from maml import MetaOutput
+    fields = dict.fromkeys(MetaOutput._fields)
+    out = MetaOutput(**{**fields, 'total_loss1': tf.constant(0.5), 'total_losses2': tf.zeros([0]),
+                        'total_accuracy1': tf.constant(0.75), 'total_accuracies2': tf.zeros([0])})
+    loss, acc = main._post_update(out, 5)
+    assert (float(loss), float(acc)) == (0.5, 0.75)
+    assert set(main.summary_values(out, True)) == {'Pre-update loss', 'Pre-update accuracy'}
+    assert main._rows_table('accuracy', np.array([0.987]), np.array([0.0031])) == [
+        '[maml-tf2]        query:  98.70% ± 0.31%']
+    assert main._rows_table('mse', np.array([1.5, 0.25]), np.array([0.1, 0.01])) == [
+        '[maml-tf2]   pre-update: 1.5000 ± 0.1000', '[maml-tf2]       step 1: 0.2500 ± 0.0100']
