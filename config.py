@@ -17,6 +17,8 @@ METHODS = {
     'matchingnet': 'matchingnet:MatchingNet',
     'baseline': 'baseline:Baseline',
     'baseline_pp': 'baseline:BaselinePP',
+    'metasgd': 'metasgd:MetaSGD',
+    'anil': 'anil:ANIL',
 }
 PROTOCOLS = ('maml', 'reptile')
 INNER_LOOP = ('maml', 'metasgd', 'anil')          # the learners the MAML++ switches apply to
@@ -87,10 +89,10 @@ class Config:
                                   INNER_LOOP)
     multi_step_loss_epochs: int = _flag(10, 'MAML++ MSL: epochs over which the step weights anneal to the last '
                                         'step', INNER_LOOP)
-    first_order_epochs: int = _flag(-1, 'MAML++ DA: first-order meta-gradient for this many epochs, then second '
-                                    'order; -1: off', INNER_LOOP)
+    first_order_epochs: int = _flag(-1, 'MAML++ DA: first-order meta-gradient while epoch <= N (the released '
+                                    'code\'s test), then second order; -1: off', INNER_LOOP)
     lslr: bool = _flag(False, 'MAML++ LSLR: learned inner learning rate per layer and step', INNER_LOOP)
-    per_step_bn: bool = _flag(False, 'MAML++ BNWB: batch-norm weights and biases per inner step', INNER_LOOP)
+    per_step_bn: bool = _flag(False, 'MAML++ BNWB: norm beta (layer norm: and gamma) per inner step', INNER_LOOP)
     per_step_bn_stats: bool = _flag(False, 'MAML++ BNRS: per-step batch-norm running statistics', INNER_LOOP)
     cosine_meta_lr: bool = _flag(False, 'MAML++ CA: cosine annealing of --meta_lr to --min_meta_lr over the run',
                                  INNER_LOOP)
