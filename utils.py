@@ -24,10 +24,51 @@ def moments_tf10(x, axes):
     count = float(np.prod([x.shape[a] for a in axes]))
     divisor = tf.constant(1.0 / count, x.dtype)
     shifted = x - shift
-    shifted_mean = tf.reduce_sum(shifted, axes, keepdims=True) * divisor
+    shifted_mean = pairwise_sum(shifted, axes) * divisor
     mean = shifted_mean + shift
-    variance = tf.reduce_sum(tf.square(shifted), axes, keepdims=True) * divisor - tf.square(shifted_mean)
+    variance = pairwise_sum(tf.square(shifted), axes) * divisor - tf.square(shifted_mean)
     return mean, variance
+
+
+PAIRWISE_LEAF = 8   # sequential sums of at most this many values at the leaves of the tree
+
+
+def pairwise_sum(x, axes):
+    """reduce_sum over the contiguous `axes` of `x` (kept as size-1 dims), summed as a pairwise tree.
+
+    The reduced axes are flattened to one axis of n values, zero-padded to a length leaf * 2^d,
+    halved d times (first half + second half), and the last <= PAIRWISE_LEAF values summed by
+    reduce_sum. The rounding error grows like log2(n) instead of n: XLA's CPU reduce adds the n
+    values one after the other, and merges a reduce of a reduce into one, so a plain two-stage
+    sum does not help under XLA. Adding zeros is exact and slices/adds are never reassociated.
+    """
+    axes = sorted(a % len(x.shape) for a in axes)
+    assert axes == list(range(axes[0], axes[-1] + 1)), axes
+    shape = x.shape.as_list()
+    n = int(np.prod([shape[a] for a in axes]))
+    before, after = shape[:axes[0]], shape[axes[-1] + 1:]
+    y = tf.reshape(x, before + [n] + after)
+    axis = len(before)
+    length, depth = n, 0
+    while length > PAIRWISE_LEAF:
+        length, depth = -(-length // 2), depth + 1
+    padded = length << depth
+    if padded > n:
+        pads = [[0, 0]] * len(y.shape)
+        pads[axis] = [0, padded - n]
+        y = tf.pad(y, pads)
+    for _ in range(depth):
+        half = y.shape[axis] // 2
+        y = _slice(y, axis, 0, half) + _slice(y, axis, half, 2 * half)
+    total = tf.reduce_sum(y, axis, keepdims=True)
+    return tf.reshape(total, before + [1] * len(axes) + after)
+
+
+def _slice(x, axis, start, stop):
+    """x[..., start:stop, ...] along `axis`."""
+    index = [slice(None)] * len(x.shape)
+    index[axis] = slice(start, stop)
+    return x[tuple(index)]
 
 
 def _batch_normalization(x, mean, variance, offset, scale, epsilon):
