@@ -172,9 +172,10 @@ def test_sinusoid_train_then_test_as_the_original(tmp_path, capsys):
     assert _csv(exp_dir / 'results' / 'val_model29_ubs5_stepsize0.01.csv') == table
 
 
-def test_validation_and_test_results_never_overwrite_each_other(tmp_path, capsys):
+def test_validation_and_test_results_never_overwrite_each_other(tmp_path, capsys, monkeypatch):
     """`--train=False` and `--train=False --test_set=True` (and another --test_iter): a result triple each."""
     import json
+    monkeypatch.setattr(main, 'NUM_TEST_POINTS', 30)
     config = _sine(tmp_path, metatrain_iterations=21, update_batch_size=2)
     main.train(main.prepare(config), FAST)
     exp_dir = tmp_path / 'logs' / 'cls_5.mbs_4.ubs_2.numstep1.updatelr0.01nonorm'
@@ -191,7 +192,7 @@ def test_validation_and_test_results_never_overwrite_each_other(tmp_path, capsys
     with open(exp_dir / 'results' / 'test_model20_ubs2_stepsize0.01.json') as f:
         record = json.load(f)
     assert (record['split'], record['checkpoint'], record['iterations_trained'], record['num_tasks'],
-            record['inner_steps'], record['metric']) == ('test', str(exp_dir / 'model20'), 21, 600, 10, 'mse')
+            record['inner_steps'], record['metric']) == ('test', str(exp_dir / 'model20'), 21, 30, 10, 'mse')
     table = np.array(_csv(exp_dir / 'results' / 'test_model20_ubs2_stepsize0.01.csv')[1:], dtype=np.float64)
     np.testing.assert_allclose([record['means'], record['stds'], record['ci95']], table, rtol=1e-6)
     assert record['config']['test_set'] is True and record['config']['update_batch_size'] == 2
@@ -286,6 +287,7 @@ def test_command_line_train_then_test_with_xla(tmp_path):
     assert len(_csv(exp_dir / 'test_ubs2_stepsize0.01.csv')) == 4
 
 
+@pytest.mark.slow
 def test_divergence_is_one_line_and_exit_status_3(tmp_path):
     """An inner step size that blows the post-update loss up (to inf, or nan) at iteration 0: nothing is saved."""
     status, stderr, files = _cli(tmp_path, '--metatrain_iterations=5', '--meta_batch_size=2', '--norm=None',
