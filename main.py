@@ -196,6 +196,16 @@ def check_config(config, explicit=()):
                              f'{", ".join(methods)}); drop --{name} or choose one of those methods')
     if c.datasource not in config_lib.DATASOURCES:
         raise UsageError(f'unknown --datasource={c.datasource!r}; use sinusoid, omniglot or miniimagenet')
+    if c.method not in ('maml', 'reptile') + config_lib.INNER_LOOP and c.datasource == 'sinusoid':
+        raise UsageError(f'--method={c.method} classifies images; use --datasource=omniglot or miniimagenet')
+    if c.protocol == 'reptile' and (c.method != 'reptile' or c.datasource != 'omniglot'):
+        raise UsageError('--protocol=reptile is openai/supervised-reptile\'s Omniglot set-up; use it with '
+                         '--method=reptile --datasource=omniglot, or drop it')
+    if c.fce:
+        raise UsageError('--fce: full-context embeddings are not implemented; drop --fce (Matching Networks '
+                         'without FCE, as the ProtoNets paper\'s comparison)')
+    if c.test_bn not in ('running', 'episode'):
+        raise UsageError(f'unknown --test_bn={c.test_bn!r}; use running or episode')
     if c.norm not in config_lib.NORMS:
         raise UsageError(f'unknown --norm={c.norm!r}; use batch_norm, layer_norm or None')
     if c.baseline not in config_lib.BASELINES:
@@ -538,11 +548,52 @@ def load_tf1(experiment, prefix):
 
 
 # ------------------------------------------------------------------------------------ set-up
-def learner_class(method):
-    """The learner class that `--method=method` trains and tests (config.METHODS names its module:Class)."""
+def learner_class(config):
+    """The learner class that `config.method` trains and tests (config.METHODS names its module:Class);
+    `--method=maml` with a MAML++ switch on is mamlpp's subclass, so that plain MAML keeps its compiled step."""
     import importlib
-    module, name = config_lib.METHODS[method].split(':')
+    if config.method == 'maml':
+        import mamlpp
+        return mamlpp.learner_class(config)
+    module, name = config_lib.METHODS[config.method].split(':')
     return getattr(importlib.import_module(module), name)
+
+
+EPISODIC_TRAINING = ('maml', 'reptile', 'protonet', 'matchingnet') + config_lib.INNER_LOOP
+METRIC_TRAIN_QUERY = {'omniglot': 5, 'miniimagenet': 15}   # ProtoNets' query examples per class in training
+
+
+def train_shots(config):
+    """Support examples per class of a meta-training task: Reptile's --train_shots (its task is all support),
+    else K."""
+    if config.method == 'reptile' and config.train_shots > 0:
+        return config.train_shots
+    return config.update_batch_size
+
+
+def train_samples_per_class(config):
+    """Examples per class of a meta-training task where the learner's reference differs from MAML's, else None:
+    Reptile trains on train_shots (+ 1 example per class for the summaries, which the step does not see);
+    ProtoNets / Matching Nets on K + 5 (Omniglot) or K + 15 (MiniImagenet) query examples, or K + --num_query."""
+    if config.method == 'reptile':
+        return train_shots(config) + 1
+    if config.method in ('protonet', 'matchingnet'):
+        query = config.num_query if config.num_query > 0 else METRIC_TRAIN_QUERY[config.datasource]
+        return config.update_batch_size + query
+    return None
+
+
+def build_learner(config, data_generator):
+    """The learner of `config.method`, sized for the data generator's inputs and outputs."""
+    dim_input = 3 if config.baseline == 'oracle' else data_generator.dim_input
+    extra = {}
+    if config.method in ('baseline', 'baseline_pp'):
+        extra['num_base_classes'] = data_generator.num_train_classes_total
+    try:
+        return learner_class(config)(dim_input, data_generator.dim_output, config_lib.test_num_updates(config),
+                                     config, **extra)
+    except ValueError as e:   # a setting the learner cannot build
+        raise UsageError(f'--method={config.method}: {e}') from None
 
 
 @dataclasses.dataclass
@@ -591,9 +642,9 @@ def prepare(config, explicit=()):
     import data_generator as data_lib
     # examples per class (per task for sinusoid) as the original chose them: 2K, or K + 15 when
     # training on MiniImagenet; K + --num_query if given
-    data_generator = data_lib.DataGenerator(data_lib.num_samples_per_class(rc), rc.meta_batch_size, rc)
-    dim_input = 3 if rc.baseline == 'oracle' else data_generator.dim_input
-    model = learner_class(rc.method)(dim_input, data_generator.dim_output, config_lib.test_num_updates(rc), rc)
+    data_generator = data_lib.DataGenerator(data_lib.num_samples_per_class(rc), rc.meta_batch_size, rc,
+                                            train_samples_per_class=train_samples_per_class(rc))
+    model = build_learner(rc, data_generator)
     checkpointer = Checkpointer(model, data_generator, exp_dir,
                                 record={'regime': regime(config), 'config': dataclasses.asdict(config)})
     experiment = Experiment(config, rc, exp_dir, data_generator, model, checkpointer, 0, model_file or tf1_file)
@@ -638,8 +689,35 @@ def _batches(experiment, train):
     dg, rc = experiment.data_generator, experiment.run_config
     if rc.datasource == 'sinusoid':
         return (sinusoid_batch(dg, rc) for _ in itertools.count())
-    rows_a = dg.num_classes * rc.update_batch_size
+    if train and rc.method not in EPISODIC_TRAINING:   # the fine-tuning baselines pre-train on mini-batches
+        return iter(dg.make_class_batches(rc.batch_size))
+    if rc.protocol == 'reptile':
+        return (reptile_batch(dg, rc, train) for _ in itertools.count())
+    rows_a = dg.num_classes_for(train) * (train_shots(rc) if train else rc.update_batch_size)
     return (_split(images, labels, rows_a) for images, labels in dg.make_data_tensor(train=train))
+
+
+def reptile_batch(data_generator, config, train):
+    """A meta-batch of openai/supervised-reptile's tasks (`--protocol=reptile`) in MAML's batch format.
+
+    Training: `meta_batch_size` tasks of N classes x train_shots examples (the reference's mini-dataset) as a,
+    and as b one example per class of it (the step does not see b; the summaries measure the adapted model
+    there, as the training task has no held-out query). Evaluation: one task of N x (K + 1) examples split as the
+    reference's _split_train_test: the first example of each class is the query (b), the rest the support (a).
+    """
+    import tensorflow as tf
+    dg, n = data_generator, config.num_classes
+    shots = train_shots(config) if train else config.update_batch_size
+    tasks = []
+    for _ in range(config.meta_batch_size if train else 1):
+        images, labels = dg.sample_mini_dataset(n, shots + (0 if train else 1), train=train)
+        images = images.reshape(len(images), -1)
+        onehot = np.eye(n, dtype=np.float32)[labels]
+        first = np.array([list(labels).index(c) for c in range(n)])   # each class's first example
+        rest = np.setdiff1d(np.arange(len(labels)), first)
+        tasks.append((images, onehot, images[first], onehot[first]) if train else
+                     (images[rest], onehot[rest], images[first], onehot[first]))
+    return [tf.constant(np.stack(v), tf.float32) for v in zip(*tasks)]
 
 
 # ------------------------------------------------------------------------------------ train
@@ -740,6 +818,15 @@ def _post_update(out, num_updates):
     return out.total_losses2[j], (out.total_accuracies2[j] if out.total_accuracies2 is not None else None)
 
 
+def _summary_tasks(batch, config):
+    """The tasks of a meta-batch that the training summaries evaluate: all of them for MAML and its
+    variants, as the original; the first one for the learners whose evaluation adapts for many steps
+    (Reptile: --eval_iters, the baselines: --finetune_epochs) or is cheap anyway."""
+    if config.method == 'maml' or config.method in config_lib.INNER_LOOP:
+        return batch
+    return [t[:1] for t in batch]
+
+
 def _latest_saved(experiment):
     """The last checkpoint this run saved or restored (a path), or None."""
     kept = experiment.checkpointer.kept
@@ -796,14 +883,25 @@ def _train_loop(e, iv, total, classification, batches, val_batches, writer, afte
         t0 = time.perf_counter()
         batch = next(batches)
         summary = itr % iv.summary == 0
+        episodic = rc.method in EPISODIC_TRAINING
         if summary:   # the original fetched these with the update, i.e. from the weights before it
-            before = model.evaluate(*batch)
+            before = model.evaluate(*_summary_tasks(batch, rc)) if episodic else None
         pretraining = itr < rc.pretrain_iterations
-        objective = (model.pretrain_step if pretraining else model.metatrain_step)(*batch)
+        if not episodic:
+            objective = model.pretrain_step_on_batch(*batch)
+        else:
+            objective = (model.pretrain_step if pretraining else model.metatrain_step)(*batch)
         if objective is not None and not np.isfinite(value := float(objective)):
             _diverged(e, itr, f'the {"pretraining" if pretraining else "meta-training"} objective is {value}')
 
-        if summary:
+        if summary and before is None:   # a baseline's pre-training: its loss, then accuracy on a validation task
+            val = model.evaluate(*_summary_tasks(next(val_batches), rc))
+            prelosses.append(float(objective))
+            postlosses.append(val.total_accuracy1.numpy())
+            if writer:
+                _write_scalars(writer, 'metatrain_', {'Pre-update loss': objective}, itr)
+                _write_scalars(writer, 'metaval_', summary_values(val, True), itr)
+        elif summary:
             post_loss, post_acc = _post_update(before, rc.num_updates)
             result = [before.total_loss1, post_loss]
             if classification:
@@ -813,7 +911,8 @@ def _train_loop(e, iv, total, classification, batches, val_batches, writer, afte
             if writer:
                 _write_scalars(writer, 'metatrain_', summary_values(before, classification), itr)
                 if classification:   # the original's merge_all also ran the metaval tensors
-                    _write_scalars(writer, 'metaval_', summary_values(model.evaluate(*next(val_batches)), True), itr)
+                    _write_scalars(writer, 'metaval_', summary_values(
+                        model.evaluate(*_summary_tasks(next(val_batches), rc)), True), itr)
 
         now = time.perf_counter()
         first = itr == e.start_itr or itr == rc.pretrain_iterations   # traces (and compiles) the step
@@ -845,7 +944,7 @@ def _train_loop(e, iv, total, classification, batches, val_batches, writer, afte
 
         # sinusoid is infinite data, so no need to test on meta-validation set.
         if itr != 0 and itr % iv.test_print == 0 and classification:
-            out = model.evaluate(*next(val_batches))
+            out = model.evaluate(*_summary_tasks(next(val_batches), rc))
             print('Validation results: ' + str(out.total_accuracy1.numpy()) + ', '
                   + str(_post_update(out, rc.num_updates)[1].numpy()), flush=True)
         if after_step:
@@ -862,7 +961,10 @@ def _train_loop(e, iv, total, classification, batches, val_batches, writer, afte
           + (f'; TensorBoard summaries in {e.exp_dir}' if writer else ''))
     if prelosses:
         last_means = (np.mean(prelosses), np.mean(postlosses))
-    if last_means:
+    if last_means and rc.method not in EPISODIC_TRAINING:
+        print(f'[maml-tf2] last training summaries: pre-training loss {last_means[0]:.4f}, validation task '
+              f'accuracy {last_means[1]:.4f}')
+    elif last_means:
         kind = 'accuracy' if classification else 'loss'
         print(f'[maml-tf2] last training summaries: pre-update {kind} {last_means[0]:.4f}, post-update {kind} '
               f'{last_means[1]:.4f}')
@@ -950,6 +1052,8 @@ def test(experiment):
     """
     e, rc, model = experiment, experiment.run_config, experiment.model
     num_tasks = NUM_TEST_POINTS   # read here: scripts set main.NUM_TEST_POINTS for smoke runs
+    if rc.protocol == 'reptile':
+        num_tasks = rc.eval_samples
     split = 'test' if rc.test_set else 'validation'
     source = e.restored_from or 'untrained weights'
     print(f'[maml-tf2] testing {source} on {num_tasks} {split} tasks (meta batch 1, '
