@@ -5,9 +5,10 @@ names, so its usage lines work unchanged:
 
     10-shot sinusoid:
         python main.py --datasource=sinusoid --logdir=logs/sine/ --metatrain_iterations=70000 --norm=None --update_batch_size=10
-    10-shot sinusoid baselines:
-        python main.py --datasource=sinusoid --logdir=logs/sine/ --pretrain_iterations=70000 --metatrain_iterations=0 --norm=None --update_batch_size=10 --baseline=oracle
-        python main.py --datasource=sinusoid --logdir=logs/sine/ --pretrain_iterations=70000 --metatrain_iterations=0 --norm=None --update_batch_size=10
+    10-shot sinusoid baselines (each in its own --logdir: the original named the pretrained baseline's
+    experiment as MAML's, and maml-tf2 refuses to resume or test a checkpoint of another regime):
+        python main.py --datasource=sinusoid --logdir=logs/sine_oracle/ --pretrain_iterations=70000 --metatrain_iterations=0 --norm=None --update_batch_size=10 --baseline=oracle
+        python main.py --datasource=sinusoid --logdir=logs/sine_pretrained/ --pretrain_iterations=70000 --metatrain_iterations=0 --norm=None --update_batch_size=10
     5-way, 1-shot omniglot:
         python main.py --datasource=omniglot --metatrain_iterations=40000 --meta_batch_size=32 --update_batch_size=1 --update_lr=0.4 --num_updates=1 --logdir=logs/omniglot5way/
     20-way, 1-shot omniglot:
