@@ -185,8 +185,22 @@ def _mini(shots, first_order=False):
                       (PaperResult(10, *paper),), 'Table 2')
 
 
+def _sine_inner(kind):
+    """sine_k5_maml's flags with MAML++'s MSL and LSLR (`mamlpp`) or Meta-SGD's learned alphas (`metasgd`): does
+    either keep the test MSE from rising after 3+ inner steps, as the original MAML's does on some tasks (issue
+    14)? No paper number: the sinusoid is not in the MAML++ paper, and Meta-SGD's sinusoid (5-shot 0.90 ± 0.16
+    after one step) uses its own task ranges."""
+    base = _sine(5, 'maml')
+    if kind == 'mamlpp':
+        flags, title = ('--multi_step_loss=True', '--lslr=True'), 'sinusoid 5-shot, MAML + MSL + LSLR (MAML++)'
+    else:
+        flags, title = ('--method=metasgd',), 'sinusoid 5-shot, Meta-SGD'
+    return Experiment(f'sine_k5_{kind}', title, base.flags + flags, (), 'not in the paper', (1, 2, 3, 5, 10))
+
+
 EXPERIMENTS = {e.name: e for e in (
     [_sine(k, kind) for k in (5, 10, 20) for kind in ('maml', 'pretrained', 'oracle')]
+    + [_sine_inner(kind) for kind in ('mamlpp', 'metasgd')]
     + [_omniglot(w, s) for w in (5, 20) for s in (1, 5)]
     + [_omniglot(5, s, conv=False) for s in (1, 5)]
     + [_mini(s, fo) for s in (1, 5) for fo in (False, True)])}
