@@ -5,8 +5,7 @@ import tensorflow as tf
 
 import anil
 import metasgd
-from config import Config
-from test_mamlpp import _conv_batch, _conv_config, _sine_batch
+from test_mamlpp import _conv_batch, _conv_config, _sine_batch, _sine_config, _spread
 
 F64 = tf.float64
 
@@ -14,9 +13,7 @@ F64 = tf.float64
 def _model(network, cls=anil.ANIL, **changes):
     if network == 'conv':
         return cls(784, 2, 2, _conv_config(**changes), dtype=F64), _conv_batch(4, F64)
-    config = Config(datasource='sinusoid', update_batch_size=5, num_updates=2, update_lr=0.01, norm='None', seed=4,
-                    xla=False, **changes)
-    return cls(1, 1, 2, config, dtype=F64), _sine_batch(4, dtype=F64)
+    return cls(1, 1, 2, _sine_config(**changes), dtype=F64), _sine_batch(4, dtype=F64)
 
 
 @pytest.mark.parametrize('network', ['sinusoid', 'conv'])
@@ -24,6 +21,8 @@ def test_meta_gradient_matches_finite_differences(network):
     """Post-update loss after two head-only steps: directional derivative over body and head, float64 central
     differences, to 1e-7 relative; the body gets a meta-gradient."""
     model, batch = _model(network)
+    if network == 'sinusoid':
+        _spread(model)
     _, grads = model.meta_gradients(*batch)
     body = [k for k in model.weights if k not in model.head_keys()]
     assert all(np.any(grads[k].numpy() != 0) for k in body if not k.startswith('b') or network == 'sinusoid')

@@ -5,35 +5,36 @@ import tensorflow as tf
 
 import maml
 import metasgd
-from config import Config
-from test_mamlpp import _conv_batch, _conv_config, _sine_batch
+from test_mamlpp import _conv_batch, _conv_config, _sine_batch, _sine_config, _spread
 
 F64 = tf.float64
 
 
-def _sine_config(**changes):
-    return Config(datasource='sinusoid', update_batch_size=5, num_updates=2, update_lr=0.01, norm='None', seed=4,
-                  xla=False, **changes)
-
-
-@pytest.mark.parametrize('network', ['sinusoid', 'conv'])
-def test_alphas_at_update_lr_equal_maml_bit_for_bit(network):
-    """Fresh Meta-SGD (every alpha = update_lr) under XLA in float32: evaluation, the first step's loss and the
-    updated weights equal MAML's exactly (after it the alphas have learned and the two part)."""
+@pytest.mark.parametrize('network, xla', [('sinusoid', False), ('conv', False),
+                                          pytest.param('sinusoid', True, marks=pytest.mark.slow)])
+def test_alphas_at_update_lr_equal_maml_bit_for_bit(network, xla):
+    """Fresh Meta-SGD (every alpha = update_lr), float32: evaluation, the first step's loss and the updated
+    weights equal MAML's exactly (after it the alphas have learned and the two part). Under XLA the updated
+    weights may differ in the last bit: its simplifier rearranges products with MAML's constant update_lr
+    but not with a variable alpha (measured: 1.2e-10 on the sinusoid biases)."""
     if network == 'conv':
         config, batch, dims = _conv_config(), _conv_batch(0), (784, 2)
     else:
         config, batch, dims = _sine_config(), _sine_batch(0), (1, 1)
-    config = config.replace(xla=True)
+    config = config.replace(xla=xla)
     ref, model = maml.MAML(*dims, 2, config), metasgd.MetaSGD(*dims, 2, config)
     want, got = ref.evaluate(*batch), model.evaluate(*batch)
     np.testing.assert_array_equal(want.total_losses2.numpy(), got.total_losses2.numpy())
     np.testing.assert_array_equal(want.outputbs.numpy(), got.outputbs.numpy())
     assert ref.metatrain_step(*batch).numpy() == model.metatrain_step(*batch).numpy()
     for k, v in ref.weights.items():
-        np.testing.assert_array_equal(v.numpy(), model.weights[k].numpy(), err_msg=k)
-    assert all(np.any(model.inner_lrs[k].numpy() != config.update_lr) for k in model.inner_lrs), 'alpha not learned'
-    assert set(model.metatrain_optimizer.m) == set(ref.weights) | {'alpha/' + k for k in ref.weights}
+        if xla:
+            np.testing.assert_allclose(v.numpy(), model.weights[k].numpy(), rtol=1e-6, atol=1e-9, err_msg=k)
+        else:
+            np.testing.assert_array_equal(v.numpy(), model.weights[k].numpy(), err_msg=k)
+    first, last = list(ref.weights)[0], list(ref.weights)[-2]       # (pre-norm biases get no meta-gradient)
+    assert all(np.any(model.inner_lrs[k].numpy() != config.update_lr) for k in (first, last)), 'alpha not learned'
+    assert set(model.metatrain_optimizer.m) == set(ref.meta_variables) | {'alpha/' + k for k in ref.weights}
 
 
 def test_inner_step_is_theta_minus_alpha_times_grad_elementwise():
@@ -58,6 +59,7 @@ def test_meta_gradient_of_weights_and_alphas_matches_finite_differences(lslr):
     """Two inner steps (--lslr: an alpha per step), float64 central differences along a random unit direction
     over weights and alphas, to 1e-7 relative."""
     model = metasgd.MetaSGD(1, 1, 2, _sine_config(lslr=lslr), dtype=F64)
+    _spread(model)
     rng = np.random.RandomState(3)
     for v in model.inner_lrs.values():
         v.assign(rng.uniform(0.005, 0.1, v.shape))
