@@ -119,6 +119,7 @@ def test_neutral_switches_give_mamls_step_bit_for_bit(switches):
         np.testing.assert_array_equal(v.numpy(), model.weights[k].numpy(), err_msg=k)
 
 
+@pytest.mark.slow
 def test_first_order_epochs_step_equals_stop_grad_maml():
     """In a first-order epoch the step is MAML --stop_grad's, bit for bit; afterwards the second-order one."""
     config = _conv_config(first_order_epochs=0, iterations_per_epoch=1)
@@ -194,6 +195,7 @@ def test_meta_gradient_with_every_switch_matches_finite_differences():
     assert abs(analytic - numeric) <= 1e-7 * abs(numeric)
 
 
+@pytest.mark.slow
 def test_per_step_bn_uses_row_j_at_inner_step_j():
     """With per-step betas, evaluating equals a MAML whose beta is row j wherever MAML++ uses row j: checked
     via one step (row 0 everywhere) against MAML with beta = row 0, and a change of row 1 changing step 2 only."""
