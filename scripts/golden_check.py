@@ -172,6 +172,12 @@ def main(argv=None):
     parser.add_argument('--reference', action='store_true',
                         help='use the per-task tf.map_fn reference path instead of the batched one')
     parser.add_argument('--task-groups', type=int, help='task groups of the batched path (default: per device)')
+    args, _ = parser.parse_known_args(argv)
+    if os.path.isfile(args.golden) and 'trainable_names_json' in np.load(args.golden).files:
+        # a file of the original Reptile code (../shared/golden/reptile): its own checker, same CLI
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import golden_reptile
+        return golden_reptile.main(argv)
     args = parser.parse_args(argv)
     if not os.path.isfile(args.golden):
         print(f'golden_check: no such file {args.golden}', file=sys.stderr)

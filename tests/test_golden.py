@@ -98,3 +98,18 @@ def test_golden_check_cli_writes_values_and_exit_code(golden_dir, tmp_path, caps
     np.savez(tmp_path / 'bad.npz', **bad)
     assert golden_check.main([str(tmp_path / 'bad.npz'), '--no-xla']) == 1
     assert 'FAIL total_losses2[step 1]' in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_golden_check_cli_dispatches_reptile_files(golden_dir, tmp_path):
+    """`golden_check.py FILE` also checks a file of the original Reptile code (scripts/golden_reptile.py)."""
+    path = os.path.join(os.path.dirname(golden_dir), 'reptile', 'reptile_omniglot_5w1s_step.npz')
+    if not os.path.exists(path) and not os.environ.get('CI'):
+        pytest.skip(f'reference material missing: {path}')
+    out = tmp_path / 'ours.npz'
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'golden_check.py'), path, '--out', str(out)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'within tolerance' in proc.stdout
+    written = np.load(out)
+    assert 'eval/predictions' in written.files and any(k.startswith('task_end/') for k in written.files)
