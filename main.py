@@ -205,6 +205,16 @@ def check_config(config, explicit=()):
     if c.fce:
         raise UsageError('--fce: full-context embeddings are not implemented; drop --fce (Matching Networks '
                          'without FCE, as the ProtoNets paper\'s comparison)')
+    for name, low in (('first_order_epochs', -1), ('multi_step_loss_epochs', 1), ('iterations_per_epoch', 1),
+                      ('inner_iters', 1), ('inner_batch', 1), ('eval_iters', 0), ('eval_batch', 1),
+                      ('eval_samples', 1), ('batch_size', 1), ('finetune_epochs', 0), ('finetune_batch', 1),
+                      ('lr_decay_every', 0)):
+        if getattr(c, name) < low:
+            raise UsageError(f'--{name}={getattr(c, name)} must be >= {low}; pass e.g. its default '
+                             f'{getattr(Config(), name)}')
+    if (c.tf1_checkpoint or c.export_tf1) and config_lib.learner_fields(c):
+        raise UsageError('--tf1_checkpoint / --export_tf1 read and write the original\'s variables only; the MAML++ '
+                         'switches add others: drop the TF1 flag or the switches')
     if c.test_bn not in ('running', 'episode'):
         raise UsageError(f'unknown --test_bn={c.test_bn!r}; use running or episode')
     if c.norm not in config_lib.NORMS:
@@ -593,7 +603,7 @@ def build_learner(config, data_generator):
     try:
         return learner_class(config)(dim_input, data_generator.dim_output, config_lib.test_num_updates(config),
                                      config, **extra)
-    except ValueError as e:   # a setting the learner cannot build
+    except (ValueError, NotImplementedError) as e:   # a setting the learner cannot build
         raise UsageError(f'--method={config.method}: {e}') from None
 
 

@@ -162,6 +162,15 @@ def compare(path, ours, dtype=tf.float32):
     return rows
 
 
+def _is_reptile_file(path):
+    """True for a golden file of the original Reptile code (it names the trainable variables)."""
+    try:
+        with np.load(path) as d:
+            return 'trainable_names_json' in d.files
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('golden', help='a golden .npz file of the original TF1 code')
@@ -173,7 +182,7 @@ def main(argv=None):
                         help='use the per-task tf.map_fn reference path instead of the batched one')
     parser.add_argument('--task-groups', type=int, help='task groups of the batched path (default: per device)')
     args, _ = parser.parse_known_args(argv)
-    if os.path.isfile(args.golden) and 'trainable_names_json' in np.load(args.golden).files:
+    if _is_reptile_file(args.golden):
         # a file of the original Reptile code (../shared/golden/reptile): its own checker, same CLI
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import golden_reptile
