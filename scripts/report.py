@@ -242,7 +242,8 @@ def summary_rows(experiment, info):
                 d = ours - p
                 diff = fmt(metric, d, signed=True)
                 ok = math.isfinite(d) and abs(d) <= ci + pci
-                within = ('yes' if ok else 'no') + ('*' if r.ci is None else '')
+                within = ('yes' if ok else 'no') + ('*' if r.ci is None else '') + ('†' if experiment.paper_spread
+                                                                                      else '')
         rows.append(f'| {run_label(experiment, info)}{smoke} | {r.step} | {ours_text} | {paper} | {diff} | {within} | '
                     f'{trained} | {wall} |')
     return rows
@@ -454,6 +455,11 @@ def details(experiment, info, logdir):
         out.append('- ' + session_line(s))
     if r.get('machine'):
         out.append('- Machine: ' + machine_text(r['machine']))
+    if experiment.paper and not experiment.name.startswith(('sine', 'omniglot', 'mini')):   # not Finn et al.'s
+        numbers = ', '.join(f'{p.mean}' + ('' if p.ci is None else f' ± {p.ci}') + f' at {p.step} inner steps'
+                            for p in experiment.paper)
+        out.append(f'- Paper: {experiment.paper_source}: {numbers}'
+                   + (f' (± is the {experiment.paper_spread})' if experiment.paper_spread else ''))
     for note in r.get('notes', []):
         out.append('- ' + note)
     out.append('')
@@ -568,10 +574,12 @@ def report(logdir):
     out.append('Machine' + ('s' if len(machines) > 1 else '') + ': ' + ('; '.join(machines) or 'none yet') + '.')
     out += ['', '## Summary', '',
             'Ours: mean over the test tasks ± 95% confidence interval (1.96·std/√tasks; 600 tasks, the '
-            'original protocol) from main.py\'s test CSV, after the number of inner steps the paper reports '
+            'original protocol; Reptile\'s --protocol=reptile: 10000) from main.py\'s test CSV, after the number '
+            'of inner steps the paper reports (learners without inner steps: 0) '
             '(sinusoid settings the paper shows only in figures: 1, 5 and 10 steps as its table, the oracle '
             'before adaptation; accuracy in %, mean squared error for sinusoid). Paper: Finn et al. 2017, ± its '
-            '95% CI. '
+            '95% CI; for the other learners their own paper (named in each run\'s section and in Settings), '
+            '± as published: a 95% CI except where marked † (MAML++: std over 3 seeds). '
             'Difference: ours − paper. Within CI: |difference| ≤ our CI + the paper\'s CI, i.e. the '
             'intervals overlap; * where the paper gives no interval (only our CI counts). Iterations: '
             'trained when tested / the paper\'s count. Train wall: the training sessions\' wall times added '
@@ -597,7 +605,8 @@ def report(logdir):
         out += over_seeds(seeded)
     if others:
         out += other_section(logdir, others)
-    out += ['## Settings', '', 'The paper\'s hyperparameters; where the original\'s usage notes differ:', '']
+    out += ['## Settings', '', 'The paper\'s hyperparameters; where the original\'s usage notes differ; the '
+            'other learners\' papers and how they are set up here:', '']
     out += ['- ' + note for note in reproduce.NOTES]
     out += ['', '## Runs', '']
     for name, infos in done.items():

@@ -11,7 +11,11 @@ Each experiment of the original's usage notes (sinusoid K = 5, 10, 20 with MAML,
 baseline and the oracle; Omniglot 5-way and 20-way, 1-shot and 5-shot, conv and fully connected;
 MiniImagenet 5-way 1-shot and 5-shot, second order and first order `--stop_grad`) is a list of
 main.py flags with the paper's hyperparameters (Finn et al. 2017, Section 5 and Appendix A; where
-the paper and the original's usage notes differ, the paper's, see `NOTES`). For each NAME it runs
+the paper and the original's usage notes differ, the paper's, see `NOTES`). The learners beyond
+MAML have entries `<method>_<omniglot|mini>_<N>w<K>s` with their own papers' hyperparameters and
+numbers (Reptile, MAML++, Meta-SGD, ANIL, ProtoNets, Matching Networks, Baseline, Baseline++; see
+`LEARNER_NOTES`, also for the many the 2-core CPU cannot finish), and `sine_k5_mamlpp` /
+`sine_k5_metasgd` put MAML++'s MSL + LSLR and Meta-SGD on the K = 5 sinusoid. For each NAME it runs
 
     python main.py <flags> --logdir=<logdir_root>/<NAME>                                 (train)
     python main.py <flags> --logdir=<logdir_root>/<NAME> --train=False [--test_set=True] (test)
@@ -32,7 +36,8 @@ not contain it, so a later run without it continues the same training).
 `--smoke` checks the whole pipeline in minutes: every iteration count becomes SMOKE_ITERATIONS,
 the meta batch SMOKE_META_BATCH, conv nets get SMOKE_FILTERS filters (so the experiment name
 changes), classification tasks SMOKE_QUERY query example per class, no XLA, the test uses
-SMOKE_TEST_TASKS tasks instead of 600, and the logs go to `logs/smoke` unless --logdir_root is
+SMOKE_TEST_TASKS tasks instead of 600 (`--protocol=reptile`: its fixed network and queries, and
+--eval_samples=SMOKE_TEST_TASKS), and the logs go to `logs/smoke` unless --logdir_root is
 given. (main.py has no flag for the number of test tasks, so a smoke run starts main.py's entry
 point with `main.NUM_TEST_POINTS` set; see SMOKE_MAIN.)
 
@@ -97,8 +102,9 @@ class Experiment:
     title: str
     flags: tuple
     paper: tuple = ()          # PaperResult, in the metric's unit (MSE, or accuracy in %)
-    paper_source: str = ''     # where in the paper the numbers are
+    paper_source: str = ''     # where in the paper the numbers are (which paper, for learners beyond MAML)
     steps: tuple = ()          # inner steps the report shows where the paper has no number
+    paper_spread: str = ''     # what the paper's ± is where it is not a 95% CI over test tasks ('' if it is)
 
     @property
     def datasource(self):
@@ -198,12 +204,149 @@ def _sine_inner(kind):
     return Experiment(f'sine_k5_{kind}', title, base.flags + flags, (), 'not in the paper', (1, 2, 3, 5, 10))
 
 
+# ---- learners beyond MAML: each paper's hyperparameters (also where this CPU cannot finish them) and numbers
+LEARNER_NOTES = (
+    'Reptile (Nichol et al. 2018, arXiv 1803.02999 v3, Tables 1-2): the flags of openai/supervised-reptile\'s '
+    'README (equal to the paper\'s Appendix A): inner Adam(β1 = 0), ε linear from 1 to 0, meta batch 5, 50 '
+    'evaluation steps (the column after 50 steps). Omniglot with --protocol=reptile (its random 1200/423 split, '
+    'stride-2 network, one query per class, 10000 test tasks); MiniImagenet has no --protocol=reptile here, so '
+    'its rows use MAML\'s network (32 filters, max-pool), split and 600 test tasks with one query per class '
+    '(--num_query=1, as its evaluation), which is not the reference\'s protocol. "_trans" rows: --transductive.',
+    'MAML++ (Antoniou et al. 2019) MiniImagenet: the released config (5 inner steps, MSL over 15 epochs of 500 '
+    'iterations, LSLR initialised at 0.1 as the released code does, per-step batch-norm weights and statistics, '
+    'DA off, constant meta learning rate, meta batch 2, 48 filters, 15 queries per class, 100 epochs = 50000 '
+    'iterations); the column after 5 steps. The paper\'s number is the mean ± std over 3 seeds of an ensemble of '
+    'the top-5 validation epochs; the port has no ensemble, so the comparison is approximate.',
+    'Meta-SGD (Li et al. 2017) MiniImagenet: MAML\'s MiniImagenet flags with one inner step (the paper\'s), alphas '
+    'initialised to --update_lr = 0.01 (the paper draws them from [0.005, 0.1]); the column after 1 step. ANIL '
+    '(Raghu et al. 2020) MiniImagenet: MAML\'s MiniImagenet flags; the column after 10 steps.',
+    'ProtoNets (Snell et al. 2017): Omniglot trained 60-way with 5 queries per class and the test\'s shots, '
+    'MiniImagenet 30-way 1-shot / 20-way 5-shot with 15 queries; Adam 1e-3 halved every 2000 episodes (meta batch '
+    '1). The reference stops early on validation (up to 10000 epochs of 100 episodes); the port has no early '
+    'stopping: 20000 episodes, after which the learning rate is below 1e-6. 600 test tasks (the paper: 1000 on '
+    'Omniglot). Matching Networks (Vinyals et al. 2016; numbers via ProtoNets Tables 1-2) the same way, trained '
+    'at the test\'s ways; the MiniImagenet numbers are with full-context embeddings (FCE), which the port lacks '
+    '(without FCE the table gives 43.40 ± 0.78 / 51.09 ± 0.71).',
+    'Baseline / Baseline++ (Chen et al. 2019, Conv-4, the authors\' result sheet): pre-training on the 64 '
+    'MiniImagenet classes, batch 16, 400 epochs = 960000 mini-batches (38400 images / 16 x 400), without the '
+    'reference\'s --train_aug; fine-tuning 100 epochs of batch 4, SGD 0.01; 15 queries per class; no inner steps '
+    '(column 0).',
+)
+NOTES = NOTES + LEARNER_NOTES
+
+REPTILE = 'Reptile, arXiv 1803.02999 v3'
+_REPTILE_SHARED = ('--method=reptile', '--meta_step=1', '--meta_step_final=0', '--meta_batch_size=5',
+                   '--eval_iters=50')
+
+
+def _reptile(datasource, ways, shots, transductive=False):
+    """A row of Reptile's Tables 1-2 with its README flags (Omniglot --protocol=reptile, MiniImagenet MAML's)."""
+    if datasource == 'omniglot':
+        paper = {(5, 1, False): ('95.39', '0.09'), (5, 5, False): ('98.90', '0.10'),
+                 (20, 1, False): ('88.14', '0.15'), (20, 5, False): ('96.65', '0.33'),
+                 (5, 1, True): ('97.68', '0.04'), (5, 5, True): ('99.48', '0.06'),
+                 (20, 1, True): ('89.43', '0.14'), (20, 5, True): ('97.12', '0.32')}[ways, shots, transductive]
+        if ways == 5:
+            flags = ('--inner_batch=10', '--inner_iters=5', '--metatrain_iterations=100000', '--eval_batch=5',
+                     '--update_lr=0.001')
+        else:
+            flags = ('--inner_batch=20', '--inner_iters=10', '--metatrain_iterations=200000', '--eval_batch=10',
+                     '--update_lr=0.0005')
+        flags = ('--datasource=omniglot', '--protocol=reptile', f'--num_classes={ways}') + flags + (
+            '--train_shots=10', '--eval_samples=10000')
+        source, data = REPTILE + ', Table 1', 'Omniglot'
+    else:
+        paper = {(1, False): ('47.07', '0.26'), (5, False): ('62.74', '0.37'),
+                 (1, True): ('49.97', '0.32'), (5, True): ('65.99', '0.58')}[shots, transductive]
+        flags = ('--datasource=miniimagenet', '--num_classes=5', '--inner_batch=10', '--inner_iters=8',
+                 '--metatrain_iterations=100000', f'--eval_batch={5 if shots == 1 else 15}', '--update_lr=0.001',
+                 '--train_shots=15', '--num_filters=32', '--max_pool=True', '--num_query=1')
+        source, data = REPTILE + ', Table 2 (MAML\'s split and network: no --protocol=reptile for MiniImagenet)', \
+            'MiniImagenet'
+    flags += (f'--update_batch_size={shots}',) + _REPTILE_SHARED + (('--transductive=True',) if transductive else ())
+    short = 'omniglot' if datasource == 'omniglot' else 'mini'
+    title = f'{data} {ways}-way {shots}-shot, Reptile{", transductive" if transductive else ""}'
+    return Experiment(f'reptile_{short}_{ways}w{shots}s{"_trans" if transductive else ""}', title,
+                      flags + ('--seed=0',), (PaperResult(50, *paper),), source)
+
+
+def _mini_inner(method, shots):
+    """MAML++ (the released MiniImagenet config), Meta-SGD or ANIL on MiniImagenet 5-way."""
+    if method == 'mamlpp':
+        paper, step = {1: ('52.15', '0.26'), 5: ('68.32', '0.44')}[shots], 5
+        flags = ('--meta_batch_size=2', '--update_lr=0.1', '--num_updates=5', '--num_filters=48',
+                 '--max_pool=True', '--num_query=15', '--metatrain_iterations=50000', '--multi_step_loss=True',
+                 '--multi_step_loss_epochs=15', '--lslr=True', '--per_step_bn=True', '--per_step_bn_stats=True')
+        title, source = 'MAML++ (MSL, LSLR, per-step BN)', ('MAML++ (Antoniou et al. 2019), a top-5 validation '
+                                                            'ensemble (none here)')
+    else:
+        maml_flags = _mini(shots).flags[:-1]      # without --seed
+        if method == 'metasgd':
+            paper, step = {1: ('50.47', '1.87'), 5: ('64.03', '0.94')}[shots], 1
+            flags = tuple('--num_updates=1' if f.startswith('--num_updates=') else f for f in maml_flags) + (
+                '--method=metasgd',)
+            title, source = 'Meta-SGD', 'Meta-SGD (Li et al. 2017)'
+        else:
+            paper, step = {1: ('46.7', '0.4'), 5: ('61.5', '0.5')}[shots], 10
+            flags = maml_flags + ('--method=anil',)
+            title, source = 'ANIL', 'ANIL (Raghu et al. 2020)'
+    if method == 'mamlpp':
+        flags = ('--datasource=miniimagenet', '--num_classes=5', f'--update_batch_size={shots}') + flags
+    return Experiment(f'{method}_mini_5w{shots}s', f'MiniImagenet 5-way {shots}-shot, {title}', flags + ('--seed=0',),
+                      (PaperResult(step, *paper),), source,
+                      paper_spread='std over 3 seeds' if method == 'mamlpp' else '')
+
+
+def _metric(method, datasource, ways, shots):
+    """ProtoNets or Matching Networks (without FCE) with ProtoNets' training set-up."""
+    omniglot = datasource == 'omniglot'
+    if method == 'protonet':
+        paper = ({(5, 1): ('98.8', None), (5, 5): ('99.7', None), (20, 1): ('96.0', None), (20, 5): ('98.9', None)}
+                 if omniglot else {(5, 1): ('49.42', '0.78'), (5, 5): ('68.20', '0.66')})[ways, shots]
+        train_ways = 60 if omniglot else (30 if shots == 1 else 20)
+        title, source = 'Prototypical Networks', 'ProtoNets (Snell et al. 2017), Table ' + ('1' if omniglot else '2')
+    else:
+        paper = ({(5, 1): ('98.1', None), (5, 5): ('98.9', None), (20, 1): ('93.8', None), (20, 5): ('98.5', None)}
+                 if omniglot else {(5, 1): ('43.56', '0.84'), (5, 5): ('55.31', '0.73')})[ways, shots]
+        train_ways = None
+        title = 'Matching Networks (no FCE)'
+        source = ('Matching Networks (Vinyals et al. 2016) via ProtoNets Table 1' if omniglot else
+                  'Matching Networks with FCE (Ravi & Larochelle) via ProtoNets Table 2; the port has no FCE')
+    flags = (f'--datasource={datasource}', f'--method={method}', f'--num_classes={ways}', f'--update_batch_size={shots}',
+             '--meta_batch_size=1', '--metatrain_iterations=20000')
+    if train_ways:
+        flags += (f'--train_classes={train_ways}',)
+    if not omniglot:
+        flags += ('--num_query=15',)
+    short = 'omniglot' if omniglot else 'mini'
+    data = 'Omniglot' if omniglot else 'MiniImagenet'
+    return Experiment(f'{method}_{short}_{ways}w{shots}s', f'{data} {ways}-way {shots}-shot, {title}',
+                      flags + ('--seed=0',), (PaperResult(0, *paper),), source)
+
+
+def _finetune(method, shots):
+    """Baseline / Baseline++ on MiniImagenet 5-way (Conv-4)."""
+    paper = {('baseline', 1): ('42.11', '0.71'), ('baseline', 5): ('62.53', '0.69'),
+             ('baseline_pp', 1): ('48.24', '0.75'), ('baseline_pp', 5): ('66.43', '0.63')}[method, shots]
+    flags = ('--datasource=miniimagenet', f'--method={method}', '--num_classes=5', f'--update_batch_size={shots}',
+             '--metatrain_iterations=960000', '--num_query=15', '--seed=0')
+    title = 'Baseline' if method == 'baseline' else 'Baseline++'
+    return Experiment(f'{method}_mini_5w{shots}s', f'MiniImagenet 5-way {shots}-shot, {title} (Conv-4)', flags,
+                      (PaperResult(0, *paper),), 'Chen et al. 2019, the authors\' result sheet (Conv-4)')
+
+
 EXPERIMENTS = {e.name: e for e in (
     [_sine(k, kind) for k in (5, 10, 20) for kind in ('maml', 'pretrained', 'oracle')]
-    + [_sine_inner(kind) for kind in ('mamlpp', 'metasgd')]
     + [_omniglot(w, s) for w in (5, 20) for s in (1, 5)]
     + [_omniglot(5, s, conv=False) for s in (1, 5)]
-    + [_mini(s, fo) for s in (1, 5) for fo in (False, True)])}
+    + [_mini(s, fo) for s in (1, 5) for fo in (False, True)]
+    + [_sine_inner(kind) for kind in ('mamlpp', 'metasgd')]
+    + [_reptile('omniglot', w, s, t) for t in (False, True) for w in (5, 20) for s in (1, 5)]
+    + [_reptile('miniimagenet', 5, s, t) for t in (False, True) for s in (1, 5)]
+    + [_mini_inner(m, s) for m in ('mamlpp', 'metasgd', 'anil') for s in (1, 5)]
+    + [_metric(m, d, w, s) for m in ('protonet', 'matchingnet') for d, w in
+       (('omniglot', 5), ('omniglot', 20), ('miniimagenet', 5)) for s in (1, 5)]
+    + [_finetune(m, s) for m in ('baseline', 'baseline_pp') for s in (1, 5)])}
 
 
 class UsageError(Exception):
@@ -245,7 +388,9 @@ def train_flags(experiment, logdir, data_dir='', iterations=None, smoke=False, s
 
     `iterations` replaces the total iteration count (kept in whichever of pretraining or
     meta-training the experiment uses); `smoke` makes it SMOKE_ITERATIONS, shrinks the meta batch
-    and the conv filters and turns XLA off; `seed` replaces the registry's --seed.
+    and the conv filters and turns XLA off (with `--protocol=reptile`, whose network and queries are
+    fixed: SMOKE_TEST_TASKS --eval_samples instead of fewer filters and queries); `seed` replaces
+    the registry's --seed.
     """
     flags = list(experiment.flags)
     if seed is not None:
@@ -258,7 +403,9 @@ def train_flags(experiment, logdir, data_dir='', iterations=None, smoke=False, s
         flags = _with(flags, **{key: iterations})
     if smoke:
         flags = _with(flags, meta_batch_size=SMOKE_META_BATCH, xla=False)
-        if experiment.datasource != 'sinusoid':
+        if '--protocol=reptile' in flags:   # its network and one query per class are fixed; its test tasks:
+            flags = _with(flags, eval_samples=SMOKE_TEST_TASKS)   # --eval_samples, not main.NUM_TEST_POINTS
+        elif experiment.datasource != 'sinusoid':
             flags = _with(flags, num_query=SMOKE_QUERY)
             if '--conv=False' not in flags:
                 flags = _with(flags, num_filters=SMOKE_FILTERS)
@@ -273,7 +420,8 @@ def test_flags(experiment, train):
 
 
 def parse_config(flags):
-    """The Config main.py makes of `flags` (checked by main.check_config); raises UsageError."""
+    """The Config main.py makes of `flags` (checked by main.check_config as main.py does, flags that mean nothing
+    to the method included); raises UsageError."""
     import main
     from absl import flags as absl_flags
     fv = absl_flags.FlagValues()
@@ -281,7 +429,7 @@ def parse_config(flags):
     try:
         fv(['main.py', *flags])
         config = main.config_from_flags(fv)
-        main.check_config(config)
+        main.check_config(config, main.explicit_flags(fv))   # also: a flag the method does not take
     except (absl_flags.Error, main.UsageError) as e:
         raise UsageError(f'main.py rejects the flags {" ".join(flags)} ({e}); fix the registry entry') from None
     return config

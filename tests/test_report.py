@@ -100,7 +100,15 @@ def synthetic_logs(root):
 
 NOT_RUN = ('sine_k5_pretrained, sine_k5_oracle, sine_k10_maml, sine_k10_pretrained, sine_k10_oracle, sine_k20_maml, '
            'sine_k20_pretrained, sine_k20_oracle, omniglot_5w5s, omniglot_20w5s, omniglot_fc_5w1s, omniglot_fc_5w5s, '
-           'mini_5w1s_fo, mini_5w5s, mini_5w5s_fo')
+           'mini_5w1s_fo, mini_5w5s, mini_5w5s_fo, sine_k5_mamlpp, sine_k5_metasgd, reptile_omniglot_5w1s, '
+           'reptile_omniglot_5w5s, reptile_omniglot_20w1s, reptile_omniglot_20w5s, reptile_omniglot_5w1s_trans, '
+           'reptile_omniglot_5w5s_trans, reptile_omniglot_20w1s_trans, reptile_omniglot_20w5s_trans, reptile_mini_5w1s, '
+           'reptile_mini_5w5s, reptile_mini_5w1s_trans, reptile_mini_5w5s_trans, mamlpp_mini_5w1s, mamlpp_mini_5w5s, '
+           'metasgd_mini_5w1s, metasgd_mini_5w5s, anil_mini_5w1s, anil_mini_5w5s, protonet_omniglot_5w1s, '
+           'protonet_omniglot_5w5s, protonet_omniglot_20w1s, protonet_omniglot_20w5s, protonet_mini_5w1s, '
+           'protonet_mini_5w5s, matchingnet_omniglot_5w1s, matchingnet_omniglot_5w5s, matchingnet_omniglot_20w1s, '
+           'matchingnet_omniglot_20w5s, matchingnet_mini_5w1s, matchingnet_mini_5w5s, baseline_mini_5w1s, '
+           'baseline_mini_5w5s, baseline_pp_mini_5w1s, baseline_pp_mini_5w5s')
 
 EXPECTED_HEAD = """# Results of real runs
 
@@ -110,7 +118,7 @@ Machines: Test CPU, 2 logical CPUs, AVX-512, virtual machine, GPU: none, TensorF
 
 ## Summary
 
-Ours: mean over the test tasks ± 95% confidence interval (1.96·std/√tasks; 600 tasks, the original protocol) from main.py's test CSV, after the number of inner steps the paper reports (sinusoid settings the paper shows only in figures: 1, 5 and 10 steps as its table, the oracle before adaptation; accuracy in %, mean squared error for sinusoid). Paper: Finn et al. 2017, ± its 95% CI. Difference: ours − paper. Within CI: |difference| ≤ our CI + the paper's CI, i.e. the intervals overlap; * where the paper gives no interval (only our CI counts). Iterations: trained when tested / the paper's count. Train wall: the training sessions' wall times added up (interrupted ones included, TensorFlow start-up and compilation too). An experiment run over seeds has a row per seed (`NAME/seed<s>`) and one with the mean ± standard deviation (ddof 1) of the seeds' means (see Over seeds).
+Ours: mean over the test tasks ± 95% confidence interval (1.96·std/√tasks; 600 tasks, the original protocol; Reptile's --protocol=reptile: 10000) from main.py's test CSV, after the number of inner steps the paper reports (learners without inner steps: 0) (sinusoid settings the paper shows only in figures: 1, 5 and 10 steps as its table, the oracle before adaptation; accuracy in %, mean squared error for sinusoid). Paper: Finn et al. 2017, ± its 95% CI; for the other learners their own paper (named in each run's section and in Settings), ± as published: a 95% CI except where marked † (MAML++: std over 3 seeds). Difference: ours − paper. Within CI: |difference| ≤ our CI + the paper's CI, i.e. the intervals overlap; * where the paper gives no interval (only our CI counts). Iterations: trained when tested / the paper's count. Train wall: the training sessions' wall times added up (interrupted ones included, TensorFlow start-up and compilation too). An experiment run over seeds has a row per seed (`NAME/seed<s>`) and one with the mean ± standard deviation (ddof 1) of the seeds' means (see Over seeds).
 
 | experiment | inner steps | ours | paper | difference | within CI | iterations | train wall |
 |---|---|---|---|---|---|---|---|
@@ -125,7 +133,7 @@ Not run: """ + NOT_RUN + """.
 
 ## Settings
 
-The paper's hyperparameters; where the original's usage notes differ:
+The paper's hyperparameters; where the original's usage notes differ; the other learners' papers and how they are set up here:
 
 """
 
@@ -361,7 +369,30 @@ def test_report_over_seeds_is_exact(tmp_path):
     assert EXPECTED_OVER_SEEDS + '## Settings' in text
     assert '### sine_k5_maml/seed3: sinusoid 5-shot, MAML' in text and 'Not tested yet.' in text
     assert '### omniglot_5w1s/seed2: Omniglot 5-way 1-shot' in text
-    assert 'omniglot_5w1s,' not in text.split('Not run: ')[1].split('\n')[0]
+    assert 'omniglot_5w1s' not in text.split('Not run: ')[1].split('\n')[0][:-1].split(', ')
+
+
+def test_learners_rows_and_their_papers(tmp_path):
+    """A learner without inner steps is compared at column 0; MAML++'s ± (std over seeds) is marked †; the run's
+    section names the learner's paper."""
+    logs = tmp_path / 'logs'
+    for name, mean, ci in (('protonet_omniglot_5w1s', [0.985], [0.002]),
+                           ('mamlpp_mini_5w1s', [0.2] + [0.52] * 10, [0.01] * 11)):
+        e = reproduce.EXPERIMENTS[name]
+        flags = reproduce.train_flags(e, str(logs / name))
+        config = reproduce.parse_config(flags)
+        iterations = reproduce.iterations_of(config)
+        write_checkpoint(reproduce.exp_dir(config), iterations - 1, 1000)
+        path = reproduce.test_csv(reproduce.parse_config(reproduce.test_flags(e, flags)))
+        write_csv(path, mean, ci)
+        os.utime(path, (2000, 2000))
+    text = report.report(str(logs))
+    assert ('| mamlpp_mini_5w1s | 5 | 52.00 ± 1.00 | 52.15 ± 0.26 | -0.15 | yes† | 50000 / 50000 | — |\n'
+            '| protonet_omniglot_5w1s | 0 | 98.50 ± 0.20 | 98.8 | -0.30 | no* | 20000 / 20000 | — |\n') in text
+    assert '- Paper: ProtoNets (Snell et al. 2017), Table 1: 98.8 at 0 inner steps\n' in text
+    assert ('- Paper: MAML++ (Antoniou et al. 2019), a top-5 validation ensemble (none here): 52.15 ± 0.26 at 5 '
+            'inner steps (± is the std over 3 seeds)\n') in text
+    assert '| inner steps | 0 |\n|---|---|\n| ours | 98.50 ± 0.20 |\n' in text
 
 
 def test_seed_statistics():

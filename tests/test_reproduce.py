@@ -19,6 +19,20 @@ spec = importlib.util.spec_from_file_location('reproduce', SCRIPT)
 reproduce = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(reproduce)
 
+# the shared parts of the learners' experiment names
+R5 = 'cls_5.mbs_5.'
+R5_REST = ('.numstep1.updatelr0.001batchnorm.reptile.protocol_reptile.inner_iters5.inner_batch10.train_shots10'
+           '.meta_step1.0.meta_step_final0.0')
+R20 = 'cls_20.mbs_5.'
+R20_REST = ('.numstep1.updatelr0.0005batchnorm.reptile.protocol_reptile.inner_iters10.inner_batch20.train_shots10'
+            '.meta_step1.0.meta_step_final0.0.eval_batch10')
+RM = 'cls_5.mbs_5.'
+RM_REST = ('.numstep1.updatelr0.001hidden32maxpoolbatchnorm.reptile.inner_iters8.inner_batch10.train_shots15'
+           '.meta_step1.0.meta_step_final0.0')
+MAMLPP = ('.numstep5.updatelr0.1hidden48maxpoolbatchnorm.multi_step_loss.multi_step_loss_epochs15.lslr.per_step_bn'
+          '.per_step_bn_stats')
+METRIC = '.numstep1.updatelr0.001batchnorm'      # protonet, matchingnet, baselines: MAML's defaults in the name
+
 # name -> (exp_string, iterations, the column the paper reports): the paper's settings, written out
 EXPECTED = {
     'sine_k5_maml': ('cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm', 70000, [1, 5, 10]),
@@ -40,7 +54,62 @@ EXPECTED = {
     'mini_5w1s_fo': ('cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolstopgradbatchnorm', 60000, [10]),
     'mini_5w5s': ('cls_5.mbs_2.ubs_5.numstep5.updatelr0.01hidden32maxpoolbatchnorm', 60000, [10]),
     'mini_5w5s_fo': ('cls_5.mbs_2.ubs_5.numstep5.updatelr0.01hidden32maxpoolstopgradbatchnorm', 60000, [10]),
+    # issue 14: the K = 5 sinusoid with MAML++'s MSL + LSLR and with Meta-SGD (no paper number)
+    'sine_k5_mamlpp': ('cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm.multi_step_loss.lslr', 70000, []),
+    'sine_k5_metasgd': ('cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm.metasgd', 70000, []),
+    # Reptile: README flags (Omniglot 100000 / 200000 meta-iterations), column after 50 evaluation steps
+    'reptile_omniglot_5w1s': (R5 + 'ubs_1' + R5_REST, 100000, [50]),
+    'reptile_omniglot_5w5s': (R5 + 'ubs_5' + R5_REST, 100000, [50]),
+    'reptile_omniglot_20w1s': (R20 + 'ubs_1' + R20_REST, 200000, [50]),
+    'reptile_omniglot_20w5s': (R20 + 'ubs_5' + R20_REST, 200000, [50]),
+    'reptile_omniglot_5w1s_trans': (R5 + 'ubs_1' + R5_REST + '.transductive', 100000, [50]),
+    'reptile_omniglot_5w5s_trans': (R5 + 'ubs_5' + R5_REST + '.transductive', 100000, [50]),
+    'reptile_omniglot_20w1s_trans': (R20 + 'ubs_1' + R20_REST + '.transductive', 200000, [50]),
+    'reptile_omniglot_20w5s_trans': (R20 + 'ubs_5' + R20_REST + '.transductive', 200000, [50]),
+    'reptile_mini_5w1s': (RM + 'ubs_1' + RM_REST, 100000, [50]),
+    'reptile_mini_5w5s': (RM + 'ubs_5' + RM_REST + '.eval_batch15', 100000, [50]),
+    'reptile_mini_5w1s_trans': (RM + 'ubs_1' + RM_REST + '.transductive', 100000, [50]),
+    'reptile_mini_5w5s_trans': (RM + 'ubs_5' + RM_REST + '.eval_batch15.transductive', 100000, [50]),
+    'mamlpp_mini_5w1s': ('cls_5.mbs_2.ubs_1' + MAMLPP, 50000, [5]),
+    'mamlpp_mini_5w5s': ('cls_5.mbs_2.ubs_5' + MAMLPP, 50000, [5]),
+    'metasgd_mini_5w1s': ('cls_5.mbs_4.ubs_1.numstep1.updatelr0.01hidden32maxpoolbatchnorm.metasgd', 60000, [1]),
+    'metasgd_mini_5w5s': ('cls_5.mbs_2.ubs_5.numstep1.updatelr0.01hidden32maxpoolbatchnorm.metasgd', 60000, [1]),
+    'anil_mini_5w1s': ('cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolbatchnorm.anil', 60000, [10]),
+    'anil_mini_5w5s': ('cls_5.mbs_2.ubs_5.numstep5.updatelr0.01hidden32maxpoolbatchnorm.anil', 60000, [10]),
+    # no inner steps: column 0; 20000 episodes of one task (meta batch 1)
+    'protonet_omniglot_5w1s': ('cls_5.mbs_1.ubs_1' + METRIC + '.protonet.train_classes60', 20000, [0]),
+    'protonet_omniglot_5w5s': ('cls_5.mbs_1.ubs_5' + METRIC + '.protonet.train_classes60', 20000, [0]),
+    'protonet_omniglot_20w1s': ('cls_20.mbs_1.ubs_1' + METRIC + '.protonet.train_classes60', 20000, [0]),
+    'protonet_omniglot_20w5s': ('cls_20.mbs_1.ubs_5' + METRIC + '.protonet.train_classes60', 20000, [0]),
+    'protonet_mini_5w1s': ('cls_5.mbs_1.ubs_1' + METRIC + '.protonet.train_classes30', 20000, [0]),
+    'protonet_mini_5w5s': ('cls_5.mbs_1.ubs_5' + METRIC + '.protonet.train_classes20', 20000, [0]),
+    'matchingnet_omniglot_5w1s': ('cls_5.mbs_1.ubs_1' + METRIC + '.matchingnet', 20000, [0]),
+    'matchingnet_omniglot_5w5s': ('cls_5.mbs_1.ubs_5' + METRIC + '.matchingnet', 20000, [0]),
+    'matchingnet_omniglot_20w1s': ('cls_20.mbs_1.ubs_1' + METRIC + '.matchingnet', 20000, [0]),
+    'matchingnet_omniglot_20w5s': ('cls_20.mbs_1.ubs_5' + METRIC + '.matchingnet', 20000, [0]),
+    'matchingnet_mini_5w1s': ('cls_5.mbs_1.ubs_1' + METRIC + '.matchingnet', 20000, [0]),
+    'matchingnet_mini_5w5s': ('cls_5.mbs_1.ubs_5' + METRIC + '.matchingnet', 20000, [0]),
+    # 400 epochs of 38400 MiniImagenet images in mini-batches of 16
+    'baseline_mini_5w1s': ('cls_5.mbs_25.ubs_1' + METRIC + '.baseline', 960000, [0]),
+    'baseline_mini_5w5s': ('cls_5.mbs_25.ubs_5' + METRIC + '.baseline', 960000, [0]),
+    'baseline_pp_mini_5w1s': ('cls_5.mbs_25.ubs_1' + METRIC + '.baseline_pp', 960000, [0]),
+    'baseline_pp_mini_5w5s': ('cls_5.mbs_25.ubs_5' + METRIC + '.baseline_pp', 960000, [0]),
 }
+def method_of(name):
+    """The --method of a registry entry, by its name (MAML++ is --method=maml with its switches)."""
+    if name == 'sine_k5_metasgd':
+        return 'metasgd'
+    return next((m for m in ('baseline_pp', 'baseline', 'reptile', 'metasgd', 'anil', 'protonet', 'matchingnet')
+                 if name.startswith(m + '_')), 'maml')
+
+
+NO_INNER_STEPS = ('protonet', 'matchingnet', 'baseline', 'baseline_pp')
+
+
+def csv_columns(e):
+    """The columns of an experiment's test CSV: steps 0..10, Reptile's 0..50, one for learners without inner steps."""
+    config = reproduce.parse_config(reproduce.train_flags(e, 'L'))
+    return 1 if config.method in NO_INNER_STEPS else (51 if config.method == 'reptile' else 11)
 
 
 def _run(*args, cwd=None, timeout=600):
@@ -81,10 +150,14 @@ def test_flags_are_the_papers_settings(name, tmp_path):
     if name.startswith('sine'):
         assert (config.datasource, config.meta_batch_size, config.update_lr, config.num_updates, config.norm) == \
             ('sinusoid', 25, 0.01, 1, 'None')
-        assert config.pretrain_iterations == (0 if name.endswith('maml') else 70000)
+        assert config.pretrain_iterations == (70000 if name.endswith(('pretrained', 'oracle')) else 0)
         assert config.baseline == ('oracle' if name.endswith('oracle') else None)
-    if name.startswith('mini'):
+    if name.startswith('mini') or name.startswith(('reptile_mini', 'metasgd_mini', 'anil_mini')):
         assert (config.num_filters, config.max_pool, config.stop_grad) == (32, True, name.endswith('_fo'))
+    assert config.method == method_of(name)
+    assert csv_columns(e) > max(steps, default=0)
+    if name.startswith(('mamlpp', 'sine_k5_mamlpp')):
+        assert (config.multi_step_loss, config.lslr) == (True, True)
     test = reproduce.parse_config(reproduce.test_flags(e, reproduce.train_flags(e, str(tmp_path))))
     assert (test.train, test.test_set) == (False, not name.startswith('sine'))
     assert config_lib.exp_string(test) == exp_string
@@ -99,7 +172,25 @@ def test_paper_numbers():
         'omniglot_20w1s': [(5, '95.8', '0.3')], 'omniglot_20w5s': [(5, '98.9', '0.2')],
         'omniglot_fc_5w1s': [(3, '89.7', '1.1')], 'omniglot_fc_5w5s': [(3, '97.5', '0.6')],
         'mini_5w1s': [(10, '48.70', '1.84')], 'mini_5w1s_fo': [(10, '48.07', '1.75')],
-        'mini_5w5s': [(10, '63.11', '0.92')], 'mini_5w5s_fo': [(10, '63.15', '0.91')]}
+        'mini_5w5s': [(10, '63.11', '0.92')], 'mini_5w5s_fo': [(10, '63.15', '0.91')],
+        'reptile_omniglot_5w1s': [(50, '95.39', '0.09')], 'reptile_omniglot_5w5s': [(50, '98.90', '0.10')],
+        'reptile_omniglot_20w1s': [(50, '88.14', '0.15')], 'reptile_omniglot_20w5s': [(50, '96.65', '0.33')],
+        'reptile_omniglot_5w1s_trans': [(50, '97.68', '0.04')], 'reptile_omniglot_5w5s_trans': [(50, '99.48', '0.06')],
+        'reptile_omniglot_20w1s_trans': [(50, '89.43', '0.14')],
+        'reptile_omniglot_20w5s_trans': [(50, '97.12', '0.32')],
+        'reptile_mini_5w1s': [(50, '47.07', '0.26')], 'reptile_mini_5w5s': [(50, '62.74', '0.37')],
+        'reptile_mini_5w1s_trans': [(50, '49.97', '0.32')], 'reptile_mini_5w5s_trans': [(50, '65.99', '0.58')],
+        'mamlpp_mini_5w1s': [(5, '52.15', '0.26')], 'mamlpp_mini_5w5s': [(5, '68.32', '0.44')],
+        'metasgd_mini_5w1s': [(1, '50.47', '1.87')], 'metasgd_mini_5w5s': [(1, '64.03', '0.94')],
+        'anil_mini_5w1s': [(10, '46.7', '0.4')], 'anil_mini_5w5s': [(10, '61.5', '0.5')],
+        'protonet_omniglot_5w1s': [(0, '98.8', None)], 'protonet_omniglot_5w5s': [(0, '99.7', None)],
+        'protonet_omniglot_20w1s': [(0, '96.0', None)], 'protonet_omniglot_20w5s': [(0, '98.9', None)],
+        'protonet_mini_5w1s': [(0, '49.42', '0.78')], 'protonet_mini_5w5s': [(0, '68.20', '0.66')],
+        'matchingnet_omniglot_5w1s': [(0, '98.1', None)], 'matchingnet_omniglot_5w5s': [(0, '98.9', None)],
+        'matchingnet_omniglot_20w1s': [(0, '93.8', None)], 'matchingnet_omniglot_20w5s': [(0, '98.5', None)],
+        'matchingnet_mini_5w1s': [(0, '43.56', '0.84')], 'matchingnet_mini_5w5s': [(0, '55.31', '0.73')],
+        'baseline_mini_5w1s': [(0, '42.11', '0.71')], 'baseline_mini_5w5s': [(0, '62.53', '0.69')],
+        'baseline_pp_mini_5w1s': [(0, '48.24', '0.75')], 'baseline_pp_mini_5w5s': [(0, '66.43', '0.63')]}
 
 
 def test_smoke_and_iterations_flags():
@@ -124,6 +215,23 @@ def test_smoke_and_iterations_flags():
     assert reproduce.train_flags(e, 'L', data_dir='D', iterations=5000) == [
         '--datasource=omniglot', '--num_classes=5', '--metatrain_iterations=5000', '--meta_batch_size=32',
         '--update_lr=0.4', '--num_updates=1', '--update_batch_size=1', '--seed=0', '--data_dir=D', '--logdir=L']
+
+
+def test_smoke_flags_of_the_reptile_protocol():
+    """--protocol=reptile fixes its network and its one query per class, and tests --eval_samples tasks."""
+    e = reproduce.EXPERIMENTS['reptile_omniglot_20w5s_trans']
+    flags = reproduce.train_flags(e, 'L', smoke=True)
+    assert '--eval_samples=10' in flags and not any(f.startswith(('--num_filters', '--num_query')) for f in flags)
+    assert '--eval_samples=10000' in reproduce.train_flags(e, 'L')
+    flags = reproduce.train_flags(reproduce.EXPERIMENTS['protonet_omniglot_5w1s'], 'L', smoke=True)
+    assert ('--num_filters=8' in flags and '--num_query=1' in flags and '--meta_batch_size=2' in flags
+            and '--train_classes=60' in flags)
+
+
+def test_a_flag_the_method_does_not_take_is_rejected():
+    """parse_config checks the registry's flags as main.py does, flags of other methods included."""
+    with pytest.raises(reproduce.UsageError, match='--num_updates means nothing to --method=protonet'):
+        reproduce.parse_config(['--datasource=omniglot', '--method=protonet', '--num_updates=5', '--logdir=L'])
 
 
 def test_dry_run_prints_the_main_py_commands(tmp_path):
@@ -221,11 +329,12 @@ def check_smoke_run(root, name, data_dir='', seed=None):
     assert record['test_command'] == reproduce.shown_command(reproduce.test_flags(e, flags), 10)
     assert record['machine']['logical_cpus'] == os.cpu_count()
     table = _csv(os.path.join(root, record['test_csv']))
-    assert table[0] == ['update' + str(i) for i in range(11)] and len(table) == 4
+    columns = csv_columns(e)
+    assert table[0] == ['update' + str(i) for i in range(columns)] and len(table) == 4
     values = np.array(table[1:], np.float64)
     with open(os.path.join(root, record['test_csv'])[:-4] + '.pkl', 'rb') as f:
         rows = pickle.load(f)['mses']
-    assert rows.shape == (10, 11)
+    assert rows.shape == (10, columns)
     np.testing.assert_allclose(values[2], 1.96 * rows.std(0) / np.sqrt(10), rtol=1e-5)
     if e.metric == 'accuracy':
         assert np.all((rows >= 0) & (rows <= 1))
@@ -290,13 +399,13 @@ def test_failing_phase_stops_with_its_status(tmp_path):
     assert [(s['phase'], s['returncode'], s['iterations_after']) for s in sessions] == [('train', 2, 0)]
 
 
-def fake_miniimagenet(root, classes=5, per_class=20):
+def fake_miniimagenet(root, classes=5, per_class=20, train_classes=30):
     """MiniImagenet folders train/val/test/<label>/*.jpg, random 84x84 pictures: enough for 5-way 5-shot
-    training (5 + 15 examples per class)."""
+    training (5 + 15 examples per class) and ProtoNets' 30-way training episodes (`train_classes`)."""
     from PIL import Image
     rng = np.random.RandomState(0)
     for split in ('train', 'val', 'test'):
-        for c in range(classes):
+        for c in range(train_classes if split == 'train' else classes):
             d = os.path.join(root, split, f'n{split}{c:05d}')
             os.makedirs(d)
             for i in range(per_class):
@@ -312,9 +421,10 @@ def mini_dir(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize('name', list(EXPECTED))
 def test_every_experiment_runs_in_smoke_mode(name, tmp_path, request):
-    if name.startswith('omniglot'):
+    datasource = reproduce.EXPERIMENTS[name].datasource
+    if datasource == 'omniglot':
         data = ['--data_dir', request.getfixturevalue('omniglot_dir')]
-    elif name.startswith('mini'):
+    elif datasource == 'miniimagenet':
         data = ['--data_dir', request.getfixturevalue('mini_dir')]
     else:
         data = []
