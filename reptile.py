@@ -151,6 +151,7 @@ class Reptile(tf.Module):
         self.rng_seed = tf.Variable(tf.constant(seed, tf.int64), trainable=False, name='rng_seed')
         self.meta_iteration = tf.Variable(tf.constant(0, tf.int64), trainable=False, name='meta_iteration')
         self._functions = {}
+        self._compiled_step = tf.function(self._inner_step, jit_compile=config.xla)
 
     def checkpoint_items(self):
         """{name: trackable}: weights, the inner Adam (slots and beta powers), the meta-iteration counter (epsilon
@@ -196,7 +197,11 @@ class Reptile(tf.Module):
     # ---------------------------------------------------------------- inner loop
     def inner_step(self, inp, labels):
         """One inner step on a mini-batch [b, dim_input] (Adam, or plain SGD with `inner_sgd`), in place.
-        Returns the per-example losses [b] before the step."""
+        Returns the per-example losses [b] before the step. A function of its own, compiled with XLA if
+        `config.xla`, that the loops of `metatrain_step` / `evaluate` call (see `_compiled`)."""
+        return self._compiled_step(inp, labels)
+
+    def _inner_step(self, inp, labels):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(list(self.weights.values()))
             losses = self.example_losses(self.forward(inp[None]), labels[None])[0]
@@ -327,14 +332,18 @@ class Reptile(tf.Module):
                           None if acc is None else total_acc[1:], losses[0], losses[1:], outputs[0], outputs[1:])
 
     def _compiled(self, name, fn):
+        """`fn` as a tf.function run by TensorFlow's executor; its inner steps are compiled with XLA if
+        `config.xla` (`inner_step`). XLA on CPU ran the whole step's while loops (tasks x inner steps, the 50
+        evaluation steps) 5-10x slower than the executor (2.0 s vs 0.37 s a 5-way 1-shot meta-step), and
+        unrolling them took 1.5-3 minutes of compilation per input shape."""
         if name not in self._functions:
-            self._functions[name] = tf.function(fn, jit_compile=self.config.xla)
+            self._functions[name] = tf.function(fn)
         return self._functions[name]
 
     def metatrain_step(self, inputa, labela, inputb, labelb):
         """One meta-iteration on the B tasks whose examples are the rows of `inputa` [B, N*train_shots, dim]
         (`labela` one-hot; `inputb`/`labelb` unused). Returns the mean per-example inner-loop loss, each measured
-        before its inner step. Compiled once, with XLA if `config.xla`."""
+        before its inner step. Compiled once (see `_compiled`)."""
         return self._compiled('metatrain', self._metatrain_step)(inputa, labela, inputb, labelb)
 
     def evaluate(self, inputa, labela, inputb, labelb):
