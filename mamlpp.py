@@ -9,14 +9,24 @@ of `metasgd.MetaSGD` and `anil.ANIL`, so every switch works with the three inner
   order: the released code's test `epoch > first_order_to_second_order_epoch`, so N+1 epochs are first order.
 - `--lslr` (LSLR): one learned inner step size per adapted weight tensor and inner step, initialised to
   `--update_lr`, meta-learned by the outer Adam (Meta-SGD: its per-element alphas get a step axis instead).
-- `--per_step_bn` (BNWB): one batch-norm beta (and layer-norm gamma) per inner step, meta-learned, not
-  adapted. Inner step j and the query pass after it use row j; steps beyond `--num_updates` (evaluation
-  runs 10 on Omniglot) reuse the last row, as do LSLR's rates.
+- `--per_step_bn` (BNWB): one norm gamma and beta per inner step ([N, C] each; batch norm gets a gamma,
+  ones, that MAML's batch norm does not have), meta-learned, not adapted. Inner step j and the query pass
+  after it use row j; steps beyond `--num_updates` (evaluation runs 10 on Omniglot) reuse the last row, as
+  do LSLR's rates.
+- `--per_step_bn_stats` (BNRS, `--norm=batch_norm`): per batch-norm layer a running mean and variance per
+  inner step ([N, C], zeros / ones), not trainable. Every meta-training step updates row j from the batch
+  statistics of inner step j's support pass and of the query pass after it (the latter only where the
+  released code runs it: every step while MSL is on, else the last), task after task, each as torch's
+  `momentum=0.1` update: mean <- 0.9 mean + 0.1 batch mean, variance <- 0.9 variance + 0.1 n/(n-1) batch
+  variance (n values per channel). Training always normalises with the batch's own statistics.
+  `evaluate` normalises step j's support pass and the query pass after it with row j's running
+  statistics (the paper's intent: BN "running statistics per step" used at inference) and changes none.
+  The released code keeps the same per-step statistics (and restores them after each evaluation task)
+  but hard-codes `F.batch_norm(training=True)`, so it never normalises with them (issues #3, #24): its
+  numbers are this repository's runs without the flag; this flag is the normalising variant.
 - `--cosine_meta_lr` (CA): meta lr = min + (meta_lr - min) (1 + cos(pi epoch / epochs)) / 2 per epoch,
   epochs = ceil(metatrain_iterations / iterations_per_epoch), as torch's CosineAnnealingLR stepped per epoch.
 - An epoch is `--iterations_per_epoch` meta-iterations; `iteration` (a checkpointed variable) counts them.
-
-`--per_step_bn_stats` (BNRS) is not implemented (see `MAMLPlusPlus.__init__`).
 """
 import functools
 import math
@@ -26,6 +36,8 @@ import tensorflow as tf
 import adam
 import maml
 from config import Config
+
+BN_MOMENTUM = 0.1    # the released MetaBatchNormLayer's, torch convention: new = (1 - m) old + m batch
 
 
 def enabled(config):
@@ -63,28 +75,45 @@ class MAMLPlusPlus(maml.MAML):
     """MAML with the MAML++ switches of `config`; with all of them off its numbers are MAML's.
 
     Extra state: `inner_lrs` {weight key: variable} (LSLR rates [N]; Meta-SGD's alphas), meta-learned with the
-    weights (in `meta_variables` as 'lslr/<key>' / 'alpha/<key>'), and `iteration`, the meta-iterations done.
+    weights (in `meta_variables` as 'lslr/<key>' / 'alpha/<key>'), `iteration`, the meta-iterations done, and
+    `bn_stats` {'<scope>/running_mean' | '<scope>/running_variance': [N, C] variable} (--per_step_bn_stats).
     """
     inner_lr_prefix = 'lslr'
 
     def __init__(self, dim_input=1, dim_output=1, test_num_updates=5, config=Config(), dtype=tf.float32,
                  batched=True, task_groups=None):
         super().__init__(dim_input, dim_output, test_num_updates, config, dtype, batched, task_groups)
-        if config.per_step_bn_stats:
-            # The released code keeps per-step running statistics but normalises with the batch's own
-            # (F.batch_norm(training=True)), so they change no number; using them at test time needs
-            # utils.normalize to take given moments.
-            raise NotImplementedError('--per_step_bn_stats is not implemented; drop it (the released MAML++ code '
-                                      'never normalises with these statistics)')
+        if config.per_step_bn_stats and config.norm != 'batch_norm':
+            raise ValueError('--per_step_bn_stats needs --norm=batch_norm')
+        if config.per_step_bn_stats and not batched:
+            raise ValueError('--per_step_bn_stats needs the batched path (batched=True)')
         if config.per_step_bn and not self.norm_weights:
             raise ValueError('--per_step_bn needs --norm=batch_norm or layer_norm')
         if config.iterations_per_epoch < 1:
             raise ValueError('--iterations_per_epoch must be >= 1')
         self.num_steps = config.num_updates        # N: the steps per-step parameters exist for
         if config.per_step_bn:
+            norm = {}
+            for k, v in self.norm_weights.items():
+                norm[k] = v
+                if config.norm == 'batch_norm':    # BNWB's gamma (MAML's batch norm has no scale)
+                    norm[k[:-len('beta')] + 'gamma'] = tf.ones_like(v)
             self.norm_weights = {k: tf.Variable(tf.repeat(v[None], self.num_steps, 0), name=k)
-                                 for k, v in self.norm_weights.items()}
+                                 for k, v in norm.items()}
+        self.bn_stats = {}
+        if config.per_step_bn_stats:
+            for k, v in self.norm_weights.items():
+                if k.endswith('/beta'):
+                    scope, width = k[:-len('/beta')], v.shape[-1]
+                    for name, init in (('running_mean', tf.zeros), ('running_variance', tf.ones)):
+                        self.bn_stats[scope + '/' + name] = tf.Variable(
+                            init([self.num_steps, width], dtype), trainable=False, name=scope + '/' + name)
         self._bn_step = 0                          # the row of the per-step norm weights `forward` uses
+        self._stats_row = 0                        # the row of the running statistics `forward` uses
+        self._bn_eval = False                      # set while evaluation is traced: normalise with bn_stats
+        self._bn_log = None                        # while a meta-step is traced: [(row, query?, {scope: moments})]
+        self._moments = None                       # the current pass's {scope: [(mean, variance, count)]}
+        self._query = True                         # False inside an inner step (the support pass)
         self.inner_lrs = self.construct_inner_lrs()
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name='meta_iteration')
         self.meta_variables = {**self.weights, **self.norm_weights,
@@ -103,6 +132,8 @@ class MAMLPlusPlus(maml.MAML):
         items = dict(super().checkpoint_items(), meta_iteration=self.iteration)
         if self.inner_lrs:
             items['inner_lrs'] = self.inner_lrs
+        if self.bn_stats:
+            items['bn_running_stats'] = self.bn_stats
         return items
 
     # ---------------------------------------------------------------- inner loop
@@ -124,17 +155,76 @@ class MAMLPlusPlus(maml.MAML):
         lr = self.inner_lrs[key]
         return lr[min(step, self.num_steps - 1)] if self.config.lslr else lr
 
-    def step_forward(self, inp, weights, step):
-        """`forward` with row `step` of the per-step norm weights (--per_step_bn)."""
-        self._bn_step = min(step, self.num_steps - 1) if self.config.per_step_bn else 0
+    def _adapt(self, fast_weights, inputa, labela, step=0):
+        self._query = False
         try:
-            return self.forward(inp, weights)
+            return super()._adapt(fast_weights, inputa, labela, step)
         finally:
-            self._bn_step = 0
+            self._query = True
+
+    def step_forward(self, inp, weights, step):
+        """`forward` with row `step` of the per-step norm weights (--per_step_bn) and running statistics
+        (--per_step_bn_stats: normalising with them in evaluation, logging the batch's moments in a meta-step)."""
+        row = min(step, self.num_steps - 1)
+        self._bn_step = row if self.config.per_step_bn else 0
+        self._stats_row = row
+        if self._bn_log is not None:
+            self._moments = {}
+        try:
+            out = self.forward(inp, weights)
+            if self._bn_log is not None:
+                self._bn_log.append((row, self._query, self._moments))
+            return out
+        finally:
+            self._bn_step = self._stats_row = 0
+            self._moments = None
 
     def _norm(self, scope):
         norm = super()._norm(scope)
-        return {p: v[self._bn_step] for p, v in norm.items()} if self.config.per_step_bn else norm
+        if self.config.per_step_bn:
+            norm = {p: v[self._bn_step] for p, v in norm.items()}
+        if self._bn_eval and self.bn_stats:
+            norm['mean'] = self.bn_stats[scope + '/running_mean'][self._stats_row]
+            norm['variance'] = self.bn_stats[scope + '/running_variance'][self._stats_row]
+        elif self._moments is not None:
+            norm['moments'] = self._moments.setdefault(scope, [])
+        return norm
+
+    def metalearn(self, inputa, labela, inputb, labelb, num_updates):
+        """MAML's evaluation forward (`evaluate` runs it), normalising with the running statistics under
+        --per_step_bn_stats (row j at inner step j and the query pass after it; the last row beyond N)."""
+        self._bn_eval = True
+        try:
+            return super().metalearn(inputa, labela, inputb, labelb, num_updates)
+        finally:
+            self._bn_eval = False
+
+    # ---------------------------------------------------------------- running statistics
+    def update_running_stats(self, log, msl):
+        """Assigns `bn_stats` from a meta-step's `log` [(row, query?, {scope: [(mean, variance, count)]})] (in
+        the order of the passes, task groups one after the other): row j takes, task after task, the support
+        pass of inner step j then the query pass after it if the step's objective used it (every step with
+        MSL on, else the last), each update r <- (1 - m) r + m s with m = BN_MOMENTUM and s the batch mean
+        or n/(n-1) times its biased variance; the K sequential updates in closed form
+        r (1 - m)^K + sum_k m (1 - m)^(K-1-k) s_k."""
+        m = BN_MOMENTUM
+        last = self.config.num_updates - 1
+        for row in range(self.num_steps):
+            for scope in dict.fromkeys(k.rsplit('/', 1)[0] for k in self.bn_stats):
+                passes = [[e[2][scope][0] for e in log if e[0] == row and e[1] == query] for query in (False, True)]
+                if not (msl or row == last):
+                    passes = passes[:1]
+                for i, (name, unbias) in enumerate((('running_mean', False), ('running_variance', True))):
+                    per_pass = []
+                    for moments in passes:
+                        s = tf.concat([tf.reshape(mv[i], [-1, mv[i].shape[-1]]) for mv in moments], 0)   # [B, C]
+                        per_pass.append(s * (moments[0][2] / (moments[0][2] - 1)) if unbias else s)
+                    stats = tf.reshape(tf.stack(per_pass, 1), [-1, per_pass[0].shape[-1]])    # [K, C], task order
+                    k = int(stats.shape[0])
+                    w = tf.constant([m * (1 - m) ** (k - 1 - t) for t in range(k)], self.dtype)
+                    var = self.bn_stats[scope + '/' + name]
+                    new = (1 - m) ** k * var[row] + tf.tensordot(w, tf.stop_gradient(stats), 1)
+                    var.assign(tf.tensor_scatter_nd_update(var, [[row]], new[None]))
 
     # ---------------------------------------------------------------- schedules
     def epoch(self):
@@ -165,9 +255,12 @@ class MAMLPlusPlus(maml.MAML):
             if config.cosine_meta_lr:
                 lr = cosine_lr(self.epoch(), self.num_epochs, config.meta_lr, config.min_meta_lr)
                 self.metatrain_optimizer.learning_rate.assign(tf.cast(lr, self.dtype))
+            self._bn_log = [] if self.bn_stats else None
             loss = self._metatrain_step(inputa, labela, inputb, labelb)
+            if self.bn_stats:
+                self.update_running_stats(self._bn_log, msl)
         finally:
-            self.config, self._msl = config, False
+            self.config, self._msl, self._bn_log = config, False, None
         self.iteration.assign_add(1)
         return loss
 

@@ -87,11 +87,25 @@ def normalize(inp, norm, norm_weights=None, activation=tf.nn.relu, feature_rank=
     spatial axes of this very batch (the original always ran `is_training=True`), offset `beta`,
     no scale, eps 1e-3. layer_norm: statistics over all feature axes per example, `beta` and
     `gamma`, eps 1e-12. 'None': activation only. `norm_weights` holds `beta` (and `gamma`).
+
+    Optional batch_norm keys of `norm_weights` (absent in MAML, whose numbers they leave alone):
+    `gamma`, a scale [C] (MAML++ per-step weights); `mean` and `variance` [C], given statistics
+    used instead of the batch's (MAML++ running statistics at evaluation); `moments`, a list to
+    which (batch mean, batch biased variance, count) are appended, the moments [..., 1, (1, 1,) C]
+    as computed here and count the number of values each was taken over (MAML++ running-stat
+    updates; a trace-time record, the values are not changed).
     """
     rank = len(inp.shape)
     if norm == 'batch_norm':
-        mean, var = moments_tf10(inp, list(range(rank - feature_rank - 1, rank - 1)))
-        out = _batch_normalization(inp, mean, var, norm_weights['beta'], None, BATCH_NORM_EPSILON)
+        if norm_weights.get('mean') is not None:
+            mean, var = norm_weights['mean'], norm_weights['variance']
+        else:
+            axes = list(range(rank - feature_rank - 1, rank - 1))
+            mean, var = moments_tf10(inp, axes)
+            if norm_weights.get('moments') is not None:
+                norm_weights['moments'].append((mean, var, int(np.prod([inp.shape[a] for a in axes]))))
+        out = _batch_normalization(inp, mean, var, norm_weights['beta'], norm_weights.get('gamma'),
+                                   BATCH_NORM_EPSILON)
     elif norm == 'layer_norm':
         mean, var = moments_tf10(inp, list(range(rank - feature_rank, rank)))
         out = _batch_normalization(inp, mean, var, norm_weights['beta'], norm_weights['gamma'],

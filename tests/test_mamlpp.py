@@ -42,8 +42,8 @@ def _spread(model, seed=0):
 
 
 def _conv_config(**changes):
-    return Config(datasource='omniglot', num_classes=2, update_batch_size=1, num_updates=2, update_lr=0.4,
-                  num_filters=3, seed=3, xla=False, **changes)
+    return Config(**{**dict(datasource='omniglot', num_classes=2, update_batch_size=1, num_updates=2, update_lr=0.4,
+                            num_filters=3, seed=3, xla=False), **changes})
 
 
 # ---------------------------------------------------------------- schedules
@@ -101,22 +101,30 @@ def test_learner_class_is_plain_maml_unless_a_switch_is_on():
     assert mamlpp.learner_class(Config()) is maml.MAML
     assert mamlpp.learner_class(Config(multi_step_loss_epochs=3, iterations_per_epoch=7)) is maml.MAML
     for switch in (dict(multi_step_loss=True), dict(first_order_epochs=0), dict(lslr=True), dict(per_step_bn=True),
-                   dict(cosine_meta_lr=True)):
+                   dict(per_step_bn_stats=True), dict(cosine_meta_lr=True)):
         assert mamlpp.learner_class(Config(**switch)) is mamlpp.MAMLPlusPlus
 
 
 # ---------------------------------------------------------------- numbers
-@pytest.mark.parametrize('switches', [dict(lslr=True, per_step_bn=True), dict(first_order_epochs=-1)],
-                         ids=['lslr_per_step_bn', 'none'])
+@pytest.mark.parametrize('switches', [dict(lslr=True), dict(lslr=True, per_step_bn=True), dict(first_order_epochs=-1)],
+                         ids=['lslr', 'lslr_per_step_bn', 'none'])
 def test_neutral_switches_give_mamls_step_bit_for_bit(switches):
-    """LSLR rates at update_lr and per-step betas all equal (as they start) change no number of the first step
-    (fc net with batch norm, float32): the loss and every updated weight equal MAML's."""
+    """LSLR rates at update_lr and per-step betas / gammas all equal (as they start: 0 / 1) change no number of
+    the first step (fc net with batch norm, float32): the loss and every updated weight equal MAML's. With
+    --per_step_bn the loss is MAML's bit for bit but the gamma factor (1, exact in the forward pass)
+    regroups the sums of the second-order meta-gradient: the matrices and the output bias agree to float32
+    rounding, and the biases b1, b2 before a batch norm are not compared (their meta-gradient is zero but
+    for rounding, which Adam scales to a full step)."""
     config = _sine_config(norm='batch_norm', **switches)
     batch = _sine_batch(0)
     ref, model = maml.MAML(1, 1, 2, config), mamlpp.MAMLPlusPlus(1, 1, 2, config)
     assert ref.metatrain_step(*batch).numpy() == model.metatrain_step(*batch).numpy()
     for k, v in ref.weights.items():
-        np.testing.assert_array_equal(v.numpy(), model.weights[k].numpy(), err_msg=k)
+        if config.per_step_bn:
+            if k not in ('b1', 'b2'):
+                np.testing.assert_allclose(model.weights[k].numpy(), v.numpy(), rtol=1e-5, atol=1e-9, err_msg=k)
+        else:
+            np.testing.assert_array_equal(v.numpy(), model.weights[k].numpy(), err_msg=k)
 
 
 @pytest.mark.slow
@@ -170,8 +178,8 @@ def test_meta_gradient_with_every_switch_matches_finite_differences():
     model = mamlpp.MAMLPlusPlus(784, 2, 2, config, dtype=F64)
     batch = _conv_batch(2, F64)
     rng = np.random.RandomState(5)
-    for v in model.norm_weights.values():         # rows that differ, so that a wrong row would show
-        v.assign(rng.normal(0, 0.1, v.shape))
+    for k, v in model.norm_weights.items():       # rows that differ, so that a wrong row would show
+        v.assign(float(k.endswith('gamma')) + rng.normal(0, 0.1, v.shape))
     for v in model.inner_lrs.values():
         v.assign(rng.uniform(0.2, 0.5, v.shape))
     model.iteration.assign(1)
@@ -214,11 +222,104 @@ def test_per_step_bn_uses_row_j_at_inner_step_j():
     assert float(out.total_losses2[1]) != float(want.total_losses2[1])
 
 
+def test_per_step_gamma_row_j_gets_gradient_only_through_step_j():
+    """BNWB's batch-norm gammas (ones, [N, C]): the pre-update support loss and the query loss after one step
+    depend on row 0 only (row 1's gradient is exactly zero), the query loss after two steps on both rows."""
+    config = _conv_config(per_step_bn=True)
+    model = mamlpp.MAMLPlusPlus(784, 2, 2, config, dtype=F64)
+    gammas = {k: v for k, v in model.norm_weights.items() if k.endswith('/gamma')}
+    assert sorted(gammas) == ['0/gamma', '1/gamma', '2/gamma', '3/gamma']
+    assert all(np.array_equal(v.numpy(), np.ones([2, 3])) for v in gammas.values())
+    assert set(gammas) <= set(model.meta_variables)
+    with tf.GradientTape(persistent=True) as tape:
+        out, totals2 = model._metalearn(*_conv_batch(4, F64), 2)
+    for loss, rows in ((out.total_loss1, [0]), (totals2[0], [0]), (totals2[1], [0, 1])):
+        grads = tape.gradient(loss, gammas)
+        for k, g in grads.items():
+            for j in range(2):
+                assert np.any(g.numpy()[j] != 0) == (j in rows), (k, j)
+
+
+def _hand_conv_net(model, x, moments=None):
+    """The conv net (no max-pool: stride-2 'SAME' convs) on one task's images x [rows, 784] in numpy / tf.nn,
+    normalising with `moments` [(mean, variance)] per layer or the batch's own; returns (logits, the batch's
+    (mean, biased variance, count) per layer)."""
+    w = {k: v.numpy() for k, v in model.weights.items()}
+    h, seen = x.reshape(-1, 28, 28, 1), []
+    for i in range(4):
+        h = tf.nn.conv2d(h, w['conv%d' % (i + 1)], 2, 'SAME').numpy() + w['b%d' % (i + 1)]
+        seen.append((h.mean((0, 1, 2)), h.var((0, 1, 2)), h.size // h.shape[-1]))
+        mean, var = moments[i] if moments is not None else seen[-1][:2]
+        h = np.maximum((h - mean) / np.sqrt(var + 1e-3) + model.norm_weights['%d/beta' % i].numpy(), 0)
+    return h.mean((1, 2)) @ w['w5'] + w['b5'], seen
+
+
+@pytest.mark.parametrize('lr, msl', [(0.4, False), (0.0, True)], ids=['support_only', 'msl_support_and_query'])
+def test_running_stats_after_one_step_are_the_momentum_formula(lr, msl):
+    """One meta-step from zeros / ones: row j = the torch momentum-0.1 updates, task after task, from the batch
+    moments (variance * n/(n-1)) of inner step j's support pass, then the query pass (MSL on, or the last step).
+    Hand moments of the meta-weights' net: row 0 with a real inner step (support only without MSL), both
+    rows with update_lr 0 (every pass sees the meta-weights) and MSL."""
+    config = _conv_config(per_step_bn_stats=True, update_lr=lr, multi_step_loss=msl)
+    model = mamlpp.MAMLPlusPlus(784, 2, 2, config, dtype=F64)
+    batch = _conv_batch(5, F64)
+    hand = [[_hand_conv_net(model, batch[p].numpy()[b])[1] for p in ((0, 2) if msl else (0,))] for b in range(2)]
+    model.metatrain_step(*batch)
+    for i in range(4):
+        mean, var = np.zeros(3), np.ones(3)
+        for task in hand:
+            for seen in task:
+                m, v, n = seen[i]
+                mean, var = 0.9 * mean + 0.1 * m, 0.9 * var + 0.1 * v * n / (n - 1)
+        for j in ([0, 1] if msl else [0]):
+            np.testing.assert_allclose(model.bn_stats['%d/running_mean' % i].numpy()[j], mean, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(model.bn_stats['%d/running_variance' % i].numpy()[j], var, rtol=1e-9)
+    assert not np.array_equal(model.bn_stats['0/running_mean'].numpy()[1], np.zeros(3))
+
+
+def test_evaluation_normalises_with_row_j_training_with_the_batch():
+    """evaluate: the pre-update support loss is the hand-computed net normalised with row 0's running
+    statistics, row 1 reaches the second step's query loss only, and nothing changes; the meta-step ignores
+    the statistics (loss and weights bit for bit those of the learner without the flag)."""
+    config = _conv_config(per_step_bn_stats=True)
+    model = mamlpp.MAMLPlusPlus(784, 2, 2, config, dtype=F64)
+    rng = np.random.RandomState(7)
+    for k, v in model.bn_stats.items():
+        v.assign(rng.normal(0, 0.3, v.shape) if k.endswith('mean') else rng.uniform(0.5, 2.0, v.shape))
+    for v in model.norm_weights.values():
+        v.assign(rng.normal(0, 0.3, v.shape))
+    batch = _conv_batch(6, F64)
+    stats = {k: v.numpy().copy() for k, v in model.bn_stats.items()}
+    row0 = [(stats['%d/running_mean' % i][0], stats['%d/running_variance' % i][0]) for i in range(4)]
+    logits = [_hand_conv_net(model, batch[0].numpy()[b], row0)[0] for b in range(2)]
+    want = np.mean([float(tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(batch[1][b], logits[b])))
+                    for b in range(2)])
+    out = model.evaluate(*batch, num_updates=2)
+    np.testing.assert_allclose(float(out.total_loss1), want, rtol=1e-12)
+    for k, v in model.bn_stats.items():
+        np.testing.assert_array_equal(v.numpy(), stats[k], err_msg=k)
+    model.bn_stats['2/running_mean'].assign(stats['2/running_mean'] + [[0, 0, 0], [0.5, -0.5, 0.5]])
+    changed = model.evaluate(*batch, num_updates=2)
+    assert float(changed.total_losses2[0]) == float(out.total_losses2[0])
+    assert float(changed.total_losses2[1]) != float(out.total_losses2[1])
+    ref = mamlpp.MAMLPlusPlus(784, 2, 2, _conv_config(), dtype=F64)
+    for k, v in ref.norm_weights.items():
+        v.assign(model.norm_weights[k])
+    assert model.metatrain_step(*batch).numpy() == ref.metatrain_step(*batch).numpy()
+    for k, v in ref.meta_variables.items():
+        np.testing.assert_array_equal(v.numpy(), model.meta_variables[k].numpy(), err_msg=k)
+
+
+def test_per_step_bn_stats_needs_batch_norm():
+    with pytest.raises(ValueError, match='--norm=batch_norm'):
+        mamlpp.MAMLPlusPlus(1, 1, 2, _sine_config(norm='layer_norm', per_step_bn_stats=True))
+
+
 # ---------------------------------------------------------------- resume
 LEARNERS = {
     'mamlpp': (mamlpp.MAMLPlusPlus, dict(multi_step_loss=True, multi_step_loss_epochs=2, first_order_epochs=0,
-                                         lslr=True, per_step_bn=True, cosine_meta_lr=True, iterations_per_epoch=2,
-                                         metatrain_iterations=8)),
+                                         lslr=True, per_step_bn=True, per_step_bn_stats=True, cosine_meta_lr=True,
+                                         iterations_per_epoch=2, metatrain_iterations=8)),
     'metasgd': (metasgd.MetaSGD, dict(lslr=True, multi_step_loss=True, multi_step_loss_epochs=2,
                                       iterations_per_epoch=2)),
     'metasgd_plain': (metasgd.MetaSGD, {}),
