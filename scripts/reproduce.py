@@ -213,7 +213,8 @@ LEARNER_NOTES = (
     'its rows use MAML\'s network (32 filters, max-pool), split and 600 test tasks with one query per class '
     '(--num_query=1, as its evaluation), which is not the reference\'s protocol. "_trans" rows: --transductive.',
     'MAML++ (Antoniou et al. 2019) MiniImagenet: the released config (5 inner steps, MSL over 15 epochs of 500 '
-    'iterations, LSLR initialised at 0.1 as the released code does, per-step batch-norm weights and statistics, '
+    'iterations, LSLR initialised at 0.1 as the released code does, per-step batch-norm weights (its per-step '
+    'running statistics are never used to normalise, so --per_step_bn_stats, not implemented here, is left out), '
     'DA off, constant meta learning rate, meta batch 2, 48 filters, 15 queries per class, 100 epochs = 50000 '
     'iterations); the column after 5 steps. The paper\'s number is the mean ± std over 3 seeds of an ensemble of '
     'the top-5 validation epochs; the port has no ensemble, so the comparison is approximate.',
@@ -276,7 +277,7 @@ def _mini_inner(method, shots):
         paper, step = {1: ('52.15', '0.26'), 5: ('68.32', '0.44')}[shots], 5
         flags = ('--meta_batch_size=2', '--update_lr=0.1', '--num_updates=5', '--num_filters=48',
                  '--max_pool=True', '--num_query=15', '--metatrain_iterations=50000', '--multi_step_loss=True',
-                 '--multi_step_loss_epochs=15', '--lslr=True', '--per_step_bn=True', '--per_step_bn_stats=True')
+                 '--multi_step_loss_epochs=15', '--lslr=True', '--per_step_bn=True')
         title, source = 'MAML++ (MSL, LSLR, per-step BN)', ('MAML++ (Antoniou et al. 2019), a top-5 validation '
                                                             'ensemble (none here)')
     else:

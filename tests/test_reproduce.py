@@ -29,8 +29,7 @@ R20_REST = ('.numstep1.updatelr0.0005batchnorm.reptile.protocol_reptile.inner_it
 RM = 'cls_5.mbs_5.'
 RM_REST = ('.numstep1.updatelr0.001hidden32maxpoolbatchnorm.reptile.inner_iters8.inner_batch10.train_shots15'
            '.meta_step1.0.meta_step_final0.0')
-MAMLPP = ('.numstep5.updatelr0.1hidden48maxpoolbatchnorm.multi_step_loss.multi_step_loss_epochs15.lslr.per_step_bn'
-          '.per_step_bn_stats')
+MAMLPP = '.numstep5.updatelr0.1hidden48maxpoolbatchnorm.multi_step_loss.multi_step_loss_epochs15.lslr.per_step_bn'
 METRIC = '.numstep1.updatelr0.001batchnorm'      # protonet, matchingnet, baselines: MAML's defaults in the name
 
 # name -> (exp_string, iterations, the column the paper reports): the paper's settings, written out
