@@ -214,7 +214,7 @@ LEARNER_NOTES = (
     '(--num_query=1, as its evaluation), which is not the reference\'s protocol. "_trans" rows: --transductive.',
     'MAML++ (Antoniou et al. 2019) MiniImagenet: the released config (5 inner steps, MSL over 15 epochs of 500 '
     'iterations, LSLR initialised at 0.1 as the released code does, per-step batch-norm weights (its per-step '
-    'running statistics are never used to normalise, so --per_step_bn_stats, not implemented here, is left out), '
+    'running statistics are kept but never normalise, so --per_step_bn_stats, the normalising variant, is off), '
     'DA off, constant meta learning rate, meta batch 2, 48 filters, 15 queries per class, 100 epochs = 50000 '
     'iterations); the column after 5 steps. The paper\'s number is the mean ± std over 3 seeds of an ensemble of '
     'the top-5 validation epochs; the port has no ensemble, so the comparison is approximate.',
