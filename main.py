@@ -1221,6 +1221,10 @@ def main(argv):
     verbose = FLAGS.verbose
     for name in ('absl', 'tensorflow'):   # TF's own INFO lines (e.g. per checkpoint save); ours are prints
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
+    # the data generator's cache lines only with --verbose; decoding the images (seconds to a minute) always shows
+    logging.getLogger('data_generator').setLevel(logging.INFO)
+    if not verbose:
+        logging.getLogger('data_generator').addFilter(lambda record: 'cache' not in record.getMessage())
     if len(argv) > 1:
         fail(f'unexpected argument {argv[1]!r}; flags are written --name=value')
     import_tensorflow(verbose)
