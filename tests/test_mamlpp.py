@@ -254,7 +254,8 @@ def _hand_conv_net(model, x, moments=None):
     return h.mean((1, 2)) @ w['w5'] + w['b5'], seen
 
 
-@pytest.mark.parametrize('lr, msl', [(0.4, False), (0.0, True)], ids=['support_only', 'msl_support_and_query'])
+@pytest.mark.parametrize('lr, msl', [pytest.param(0.4, False, marks=pytest.mark.slow), (0.0, True)],
+                         ids=['support_only', 'msl_support_and_query'])
 def test_running_stats_after_one_step_are_the_momentum_formula(lr, msl):
     """One meta-step from zeros / ones: row j = the torch momentum-0.1 updates, task after task, from the batch
     moments (variance * n/(n-1)) of inner step j's support pass, then the query pass (MSL on, or the last step).
