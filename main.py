@@ -838,6 +838,12 @@ def _summary_tasks(batch, config):
     return [t[:1] for t in batch]
 
 
+def _summary_step(config):
+    """The inner step whose query loss / accuracy the training prints show: --num_updates for MAML and its
+    variants (the original's), the last reported one for the others (Reptile: after --eval_iters steps)."""
+    return config.num_updates if config.method == 'maml' or config.method in config_lib.INNER_LOOP else 10 ** 9
+
+
 def _latest_saved(experiment):
     """The last checkpoint this run saved or restored (a path), or None."""
     kept = experiment.checkpointer.kept
@@ -913,7 +919,7 @@ def _train_loop(e, iv, total, classification, batches, val_batches, writer, afte
                 _write_scalars(writer, 'metatrain_', {'Pre-update loss': objective}, itr)
                 _write_scalars(writer, 'metaval_', summary_values(val, True), itr)
         elif summary:
-            post_loss, post_acc = _post_update(before, rc.num_updates)
+            post_loss, post_acc = _post_update(before, _summary_step(rc))
             result = [before.total_loss1, post_loss]
             if classification:
                 result += [before.total_accuracy1, post_acc]
@@ -957,7 +963,7 @@ def _train_loop(e, iv, total, classification, batches, val_batches, writer, afte
         if itr != 0 and itr % iv.test_print == 0 and classification:
             out = model.evaluate(*_summary_tasks(next(val_batches), rc))
             print('Validation results: ' + str(out.total_accuracy1.numpy()) + ', '
-                  + str(_post_update(out, rc.num_updates)[1].numpy()), flush=True)
+                  + str(_post_update(out, _summary_step(rc))[1].numpy()), flush=True)
         if after_step:
             after_step(itr)
 

@@ -602,7 +602,12 @@ def plot_all(logs, out_dir=None, seed=0, smooth=10):
             groups[int(m.group(1))][m.group(2)].append(
                 (label if m.group(3) is None else f'{label}, seed {m.group(3)}', exp_dir))
         if event_files(exp_dir):
-            figures.append((f'curves_{name}.png', curves_figure(exp_dir, name, smooth)))
+            try:
+                figures.append((f'curves_{name}.png', curves_figure(exp_dir, name, smooth)))
+            except UsageError as e:   # a run still training has not flushed its first summaries
+                if 'no metatrain_ summaries' not in str(e):
+                    raise
+                print(f'plots.py: skipped the curves of {name}: no summaries yet (still training?)', file=sys.stderr)
         if not m and read_test_results(exp_dir):
             s = SEED_NAME.match(name)
             tested[s.group(1) if s else name].append((f'seed {s.group(2)}' if s else name, exp_dir))

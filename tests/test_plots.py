@@ -377,3 +377,17 @@ def test_all_writes_into_the_logs_folder_by_default(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines() == [str(root / 'figures' / 'omniglot_5w1s_test.png')]
     _check_png(root / 'figures' / 'omniglot_5w1s_test.png')
     assert sorted(os.listdir(root)) == ['figures', 'omniglot_5w1s']
+
+
+def test_all_skips_a_run_without_summaries_yet(tmp_path, capsys):
+    """A run that is still training (event file, no metatrain_ summaries) is skipped with a note, not an error."""
+    root = tmp_path / 'logs'
+    _omniglot_run(str(root / 'omniglot_5w1s' / 'cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm'), test_set=True)
+    young = root / 'young' / 'cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm'
+    writer = tf.summary.create_file_writer(str(young))
+    main._write_scalars(writer, 'other_', {'loss': tf.constant(1.0)}, 0)
+    writer.close()
+    assert plots.main(['all', '--logs', str(root)]) == 0
+    captured = capsys.readouterr()
+    assert 'skipped the curves of young' in captured.err
+    assert os.path.exists(root / 'figures' / 'omniglot_5w1s_test.png')
