@@ -10,7 +10,7 @@ from test_mamlpp import _conv_batch, _conv_config, _sine_batch, _sine_config, _s
 F64 = tf.float64
 
 
-@pytest.mark.parametrize('network, xla', [('sinusoid', False), ('conv', False),
+@pytest.mark.parametrize('network, xla', [('sinusoid', False), pytest.param('conv', False, marks=pytest.mark.slow),
                                           pytest.param('sinusoid', True, marks=pytest.mark.slow)])
 def test_alphas_at_update_lr_equal_maml_bit_for_bit(network, xla):
     """Fresh Meta-SGD (every alpha = update_lr), float32: evaluation, the first step's loss and the updated
