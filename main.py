@@ -197,7 +197,7 @@ def check_config(config, explicit=()):
                              f'{", ".join(methods)}); drop --{name} or choose one of those methods')
     if c.datasource not in config_lib.DATASOURCES:
         raise UsageError(f'unknown --datasource={c.datasource!r}; use sinusoid, omniglot or miniimagenet')
-    if c.method not in ('maml', 'reptile') + config_lib.INNER_LOOP and c.datasource == 'sinusoid':
+    if c.method not in ('reptile',) + config_lib.INNER_LOOP and c.datasource == 'sinusoid':
         raise UsageError(f'--method={c.method} classifies images; use --datasource=omniglot or miniimagenet')
     if c.protocol == 'reptile' and (c.method != 'reptile' or c.datasource != 'omniglot'):
         raise UsageError('--protocol=reptile is openai/supervised-reptile\'s Omniglot set-up; use it with '
@@ -570,7 +570,7 @@ def learner_class(config):
     return getattr(importlib.import_module(module), name)
 
 
-EPISODIC_TRAINING = ('maml', 'reptile', 'protonet', 'matchingnet') + config_lib.INNER_LOOP
+EPISODIC_TRAINING = ('reptile', 'protonet', 'matchingnet') + config_lib.INNER_LOOP
 METRIC_TRAIN_QUERY = {'omniglot': 5, 'miniimagenet': 15}   # ProtoNets' query examples per class in training
 
 
@@ -833,7 +833,7 @@ def _summary_tasks(batch, config):
     """The tasks of a meta-batch that the training summaries evaluate: all of them for MAML and its
     variants, as the original; the first one for the learners whose evaluation adapts for many steps
     (Reptile: --eval_iters, the baselines: --finetune_epochs) or is cheap anyway."""
-    if config.method == 'maml' or config.method in config_lib.INNER_LOOP:
+    if config.method in config_lib.INNER_LOOP:
         return batch
     return [t[:1] for t in batch]
 
@@ -841,7 +841,7 @@ def _summary_tasks(batch, config):
 def _summary_step(config):
     """The inner step whose query loss / accuracy the training prints show: --num_updates for MAML and its
     variants (the original's), the last reported one for the others (Reptile: after --eval_iters steps)."""
-    return config.num_updates if config.method == 'maml' or config.method in config_lib.INNER_LOOP else 10 ** 9
+    return config.num_updates if config.method in config_lib.INNER_LOOP else 10 ** 9
 
 
 def _latest_saved(experiment):

@@ -2,6 +2,7 @@
 import os
 import sys
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,3 +30,20 @@ def golden_dir():
 @pytest.fixture(scope='session')
 def omniglot_dir():
     return _require(OMNIGLOT_DIR)
+
+
+def assert_directional_derivative(model, grads, objective, rng, eps=1e-5, rtol=1e-7):
+    """Central differences of `objective()` along a random unit direction (drawn from `rng`) of the model's
+    meta-variables equal <grads, direction> to `rtol` relative (float64 models; leaves the variables moved)."""
+    direction = {k: rng.normal(size=v.shape) for k, v in model.meta_variables.items()}
+    norm = np.sqrt(sum(np.sum(d ** 2) for d in direction.values()))
+    direction = {k: d / norm for k, d in direction.items()}
+    analytic = sum(float(np.sum(grads[k].numpy() * direction[k])) for k in direction)
+    base = {k: v.numpy() for k, v in model.meta_variables.items()}
+    values = []
+    for sign in (1, -1):
+        for k, v in model.meta_variables.items():
+            v.assign(base[k] + sign * eps * direction[k])
+        values.append(objective())
+    numeric = (values[0] - values[1]) / (2 * eps)
+    assert abs(analytic - numeric) <= rtol * abs(numeric)
