@@ -58,6 +58,7 @@ class Config:
     train_update_lr: float = -1          # -1: same as update_lr
     # ---- new in maml-tf2 (none changes what an original flag means) ----
     xla: bool = True                     # compile the meta-train step with XLA (jit_compile)
+    steps_per_execution: int = 1         # meta-iterations per compiled call (loop.py); same batches, same weights
     seed: int = -1                       # -1: unseeded, as the original; >= 0: reproducible run
     data_dir: str = ''                   # where the Omniglot / MiniImagenet files are
     num_query: int = -1                  # query examples per class; -1: the original's choice

@@ -130,6 +130,10 @@ def define_flags(flag_values=FLAGS):
                        '(use if you want to test with a different value)', **f)
     ## New in maml-tf2 (none changes what an original flag means)
     flags.DEFINE_bool('xla', d.xla, 'compile the meta-train step with XLA (jit_compile)', **f)
+    flags.DEFINE_integer('steps_per_execution', d.steps_per_execution, 'meta-iterations per compiled call '
+                         '(one loop over pre-drawn meta-batches; same batches and weights as one call each, less '
+                         'Python dispatch: e.g. 100 for the sinusoid); summaries, prints and checkpoints keep their '
+                         'iterations', **f)
     flags.DEFINE_integer('seed', d.seed, 'seed of the initial weights and the task stream; '
                          '-1: unseeded, as the original', **f)
     flags.DEFINE_string('data_dir', d.data_dir, 'where the Omniglot / MiniImagenet files are '
@@ -208,10 +212,13 @@ def check_config(config, explicit=()):
     for name, low in (('first_order_epochs', -1), ('multi_step_loss_epochs', 1), ('iterations_per_epoch', 1),
                       ('inner_iters', 1), ('inner_batch', 1), ('eval_iters', 0), ('eval_batch', 1),
                       ('eval_samples', 1), ('batch_size', 1), ('finetune_epochs', 0), ('finetune_batch', 1),
-                      ('lr_decay_every', 0)):
+                      ('lr_decay_every', 0), ('steps_per_execution', 1)):
         if getattr(c, name) < low:
             raise UsageError(f'--{name}={getattr(c, name)} must be >= {low}; pass e.g. its default '
                              f'{getattr(Config(), name)}')
+    if c.steps_per_execution > 1 and not c.xla:
+        raise UsageError(f'--steps_per_execution={c.steps_per_execution} needs --xla: TensorFlow\'s executor rounds '
+                         f'the steps of a loop differently from single calls; drop --noxla or the flag')
     if (c.tf1_checkpoint or c.export_tf1) and config_lib.learner_fields(c):
         raise UsageError('--tf1_checkpoint / --export_tf1 read and write the original\'s variables only; the MAML++ '
                          'switches add others: drop the TF1 flag or the switches')
@@ -890,24 +897,34 @@ PROGRESS_SECONDS = 30       # train(): a progress line at least this often betwe
 
 
 def _train_loop(e, iv, total, classification, batches, val_batches, writer, after_step):
+    import loop
     rc, model = e.run_config, e.model
     print('Done initializing, starting training.')
     prelosses, postlosses = [], []
     start = last_time = last_print = time.perf_counter()
     last_itr, compile_s, n_first, last_means = e.start_itr, 0.0, 0, None
     itr = None
+    episodic = rc.method in EPISODIC_TRAINING
+    chunked = rc.steps_per_execution > 1 and episodic and hasattr(model, 'metatrain_steps')
+    pending = []   # the objectives of iterations a chunk (--steps_per_execution) already ran
     for itr in range(e.start_itr, total):
         t0 = time.perf_counter()
-        batch = next(batches)
         summary = itr % iv.summary == 0
-        episodic = rc.method in EPISODIC_TRAINING
-        if summary:   # the original fetched these with the update, i.e. from the weights before it
-            before = model.evaluate(*_summary_tasks(batch, rc)) if episodic else None
         pretraining = itr < rc.pretrain_iterations
-        if not episodic:
-            objective = model.pretrain_step_on_batch(*batch)
+        if pending:
+            objective = pending.pop(0)
         else:
-            objective = (model.pretrain_step if pretraining else model.metatrain_step)(*batch)
+            size = 1 if pretraining or not chunked else _chunk_size(e, iv, itr, total, classification)
+            chunk = [next(batches) for _ in range(size)]
+            if summary:   # the original fetched these with the update, i.e. from the weights before it
+                before = model.evaluate(*_summary_tasks(chunk[0], rc)) if episodic else None
+            if not episodic:
+                objective = model.pretrain_step_on_batch(*chunk[0])
+            elif pretraining or not chunked:
+                objective = (model.pretrain_step if pretraining else model.metatrain_step)(*chunk[0])
+            else:
+                objective, *pending = model.metatrain_steps(
+                    *loop.stack_batches(chunk, rc.steps_per_execution), size).numpy()[:size]
         if objective is not None and not np.isfinite(value := float(objective)):
             _diverged(e, itr, f'the {"pretraining" if pretraining else "meta-training"} objective is {value}')
 
@@ -987,6 +1004,22 @@ def _train_loop(e, iv, total, classification, batches, val_batches, writer, afte
               f'{last_means[1]:.4f}')
     print('[maml-tf2] to test it: the same flags and --train=False (--test_set=True for the test split)', flush=True)
     return itr + 1
+
+
+def _chunk_size(e, iv, itr, total, classification):
+    """How many meta-iterations from `itr` on one compiled call runs (at most --steps_per_execution): a chunk
+    starts where a summary evaluates the weights before the step, and ends where something reads the weights
+    after it (a checkpoint, the validation print, the metaval summaries, the first iteration's timing)."""
+    rc = e.run_config
+
+    def read_after(j):
+        return (j in (e.start_itr, rc.pretrain_iterations) or
+                j != 0 and (j % iv.save == 0 or classification and (j % iv.summary == 0 or j % iv.test_print == 0)))
+    size = 1
+    while (size < rc.steps_per_execution and itr + size < total and (itr + size) % iv.summary != 0
+           and not read_after(itr + size - 1)):
+        size += 1
+    return size
 
 
 def _progress(itr, total, last_time, last_itr, now):

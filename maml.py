@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 import adam
+import loop
 from config import Config
 from utils import accuracy, conv_block, glorot_uniform, mse, normalize, random_normal, truncated_normal, xent
 
@@ -320,6 +321,12 @@ class MAML(tf.Module):
         total_losses2[num_updates - 1] of the weights before the update (`evaluate` gives the whole
         MetaOutput). Compiled once, with XLA if `config.xla`."""
         return self._compiled('metatrain', self._metatrain_step, self.config.xla)(inputa, labela, inputb, labelb)
+
+    def metatrain_steps(self, inputa, labela, inputb, labelb, count):
+        """`count` meta-updates on the first `count` of the stacked meta-batches [N, B, ...] in one compiled call
+        (loop.py); returns the objectives [N] that `metatrain_step` would have returned (0 from `count` on)."""
+        fn = self._compiled('metatrain_steps', loop.repeated(self._metatrain_step), self.config.xla)
+        return fn(inputa, labela, inputb, labelb, tf.constant(0), tf.constant(count))
 
     def pretrain_step(self, inputa, labela, inputb, labelb):
         """One step of the pretrained baseline (Adam on the pre-update loss); returns that loss."""

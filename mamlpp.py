@@ -34,6 +34,7 @@ import math
 import tensorflow as tf
 
 import adam
+import loop
 import maml
 from config import Config
 
@@ -271,3 +272,18 @@ class MAMLPlusPlus(maml.MAML):
         fn = self._compiled(f'metatrain_msl{int(msl)}_fo{int(first_order)}',
                             functools.partial(self._scheduled_step, msl, first_order), self.config.xla)
         return fn(inputa, labela, inputb, labelb)
+
+    def metatrain_steps(self, inputa, labela, inputb, labelb, count):
+        """MAML's `metatrain_steps`: one compiled loop per run of iterations with the same schedule (a chunk that
+        crosses an epoch where MSL or the derivative order switches is two calls); objectives [N]."""
+        start, objectives, begin = int(self.iteration.numpy()), 0, 0
+        while begin < count:
+            msl, first_order = self.schedule(start + begin)
+            end = begin + 1
+            while end < count and self.schedule(start + end) == (msl, first_order):
+                end += 1
+            fn = self._compiled(f'metatrain_steps_msl{int(msl)}_fo{int(first_order)}', loop.repeated(
+                functools.partial(self._scheduled_step, msl, first_order)), self.config.xla)
+            objectives += fn(inputa, labela, inputb, labelb, tf.constant(begin), tf.constant(end))
+            begin = end
+        return objectives

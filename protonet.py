@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 import adam
+import loop
 from config import Config
 from maml import MetaOutput
 from utils import accuracy, conv2d_per_task, max_pool_2x2, moments_tf10, normalize
@@ -214,6 +215,12 @@ class MetricLearner(Conv4Learner):
     def metatrain_step(self, inputa, labela, inputb, labelb):
         """One Adam update on B episodes (support a, query b); returns their mean query loss before it."""
         return self._compiled('metatrain', self._metatrain_step)(inputa, labela, inputb, labelb)
+
+    def metatrain_steps(self, inputa, labela, inputb, labelb, count):
+        """`count` updates on the first `count` of the stacked episodes [N, B, ...] in one compiled call (loop.py);
+        returns their objectives [N] (0 from `count` on)."""
+        fn = self._compiled('metatrain_steps', loop.repeated(self._metatrain_step))
+        return fn(inputa, labela, inputb, labelb, tf.constant(0), tf.constant(count))
 
     def _evaluate(self, inputa, labela, inputb, labelb):
         logits, _ = self.episode_logits(inputa, labela, inputb, training=False)

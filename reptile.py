@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 import adam
+import loop
 from config import Config
 from maml import MAML, MetaOutput
 from utils import glorot_uniform
@@ -345,6 +346,12 @@ class Reptile(tf.Module):
         (`labela` one-hot; `inputb`/`labelb` unused). Returns the mean per-example inner-loop loss, each measured
         before its inner step. Compiled once (see `_compiled`)."""
         return self._compiled('metatrain', self._metatrain_step)(inputa, labela, inputb, labelb)
+
+    def metatrain_steps(self, inputa, labela, inputb, labelb, count):
+        """`count` meta-iterations on the first `count` of the stacked meta-batches [N, B, ...] in one call
+        (loop.py; compiled as `metatrain_step`); returns their objectives [N] (0 from `count` on)."""
+        fn = self._compiled('metatrain_steps', loop.repeated(self._metatrain_step))
+        return fn(inputa, labela, inputb, labelb, tf.constant(0), tf.constant(count))
 
     def evaluate(self, inputa, labela, inputb, labelb):
         """MetaOutput of `eval_iters` adaptation steps on each task's support set `inputa`, measured on its

@@ -6,10 +6,12 @@
 
 SETTING is any of `a a_fo b c c_fo d` (default: all), the settings of issue 5 whose TF1 times are
 in ../shared/golden/tf1/timings.json (`tiny`: a small conv net for smoke tests, no TF1 figure).
-Modes (default: eager function xla tf1):
+Modes (default: eager function xla xla_loop tf1):
   eager          `MAML._metatrain_step` (meta-gradient, clip, Adam) run op by op, no tf.function
   function       `metatrain_step` as tf.function without XLA
   xla            `metatrain_step` with jit_compile (`config.xla`, the default path)
+  xla_loop       `metatrain_steps`: `--steps-per-execution` XLA steps in one compiled call (loop.py, main.py
+                 --steps_per_execution), timed per meta-iteration
   reference(_xla) the per-task tf.map_fn path (`batched=False`), without / with XLA
   tf1            the original's graph rebuilt in tf.compat.v1 (map_fn over tasks, tf.gradients,
                  conv2d; `tf1_style_step`), timed here under the same load as the port
@@ -18,7 +20,10 @@ For every setting and mode: the first call (trace + compile + one step), then `-
 steps and `--repeats` timed ones (each `--iters` steps, result fetched to the host): the median
 s/iteration with its quartiles and min/max, the process CPU time per iteration, the peak resident
 memory of the process (or the GPU's peak allocation), the TF1 figure, the ratio TF1 / ours and
-whether the issue's goal (3x; 5x for d) is met, and the ratio to the `tf1` mode of the same run.
+whether the issue's goal (3x; 5x for d) is met, and the ratio to the `tf1` mode of the same run. For the
+compiled modes also what a call costs apart from its work, per meta-iteration: an empty compiled call on the
+step's inputs (dispatch; divided by the iterations a call runs) and the host-to-device copy of one meta-batch,
+and their share of the step.
 FLOPs of one meta-iteration are counted once per setting from the optimized XLA HLO of the batched
 step (every `dot` / `convolution`: 2 x multiply-adds; elementwise work not counted) and divided by
 the time, as % of the CPU's fp32 FMA peak (cores x FMA units x SIMD lanes x 2 x clock; `cpu_peak`).
@@ -75,8 +80,8 @@ SETTINGS = collections.OrderedDict([
                      784, 5, 5, 5, None, 3)),
 ])
 DEFAULT_SETTINGS = ('a', 'a_fo', 'b', 'c', 'c_fo', 'd')
-MODES = ('eager', 'function', 'xla', 'reference', 'reference_xla', 'tf1')
-DEFAULT_MODES = ('eager', 'function', 'xla', 'tf1')
+MODES = ('eager', 'function', 'xla', 'xla_loop', 'reference', 'reference_xla', 'tf1')
+DEFAULT_MODES = ('eager', 'function', 'xla', 'xla_loop', 'tf1')
 
 
 # ------------------------------------------------------------------------------------ machine
@@ -225,16 +230,40 @@ def build_model(setting, mode, task_groups=0):
     """The setting's MAML for `mode`; `task_groups` 0 keeps the model's default for this device."""
     from config import Config, test_num_updates
     from maml import MAML
-    config = Config(**setting.flags, seed=0, xla=mode in ('xla', 'reference_xla'))
+    config = Config(**setting.flags, seed=0, xla=mode in ('xla', 'xla_loop', 'reference_xla'))
     return MAML(setting.dim_input, setting.dim_output, test_num_updates(config), config,
                 batched=not mode.startswith('reference'), task_groups=task_groups or None)
 
 
-def step_function(model, mode):
-    """The callable timed: one meta-train step returning its MetaOutput."""
+def step_function(model, mode, batch, steps_per_execution):
+    """(the callable timed, meta-iterations per call): one meta-train step returning its objective, or for
+    `xla_loop` `steps_per_execution` of them in one compiled call (loop.py, main.py --steps_per_execution)."""
     if mode == 'eager':
-        return model._metatrain_step    # meta_gradients + clip + Adam, op by op
-    return model.metatrain_step         # tf.function, jit_compile=config.xla
+        return model._metatrain_step, 1    # meta_gradients + clip + Adam, op by op
+    if mode == 'xla_loop':
+        import loop
+        stacks = loop.stack_batches([batch] * steps_per_execution, steps_per_execution)
+        return (lambda *_: model.metatrain_steps(*stacks, steps_per_execution)[-1]), steps_per_execution
+    return model.metatrain_step, 1      # tf.function, jit_compile=config.xla
+
+
+def dispatch_costs(batch_arrays, xla, repeats):
+    """(median s of an empty compiled call on the step's inputs, median s of their host-to-device copy): the
+    per-call cost that does not depend on the step's work (dispatch, argument handling, copies)."""
+    import numpy as np
+    import tensorflow as tf
+    tensors = [tf.constant(a) for a in batch_arrays]
+    empty = tf.function(lambda *b: b[0][0, 0, 0], jit_compile=xla)
+    empty(*tensors).numpy()
+    calls, copies = [], []
+    for _ in range(max(repeats, 20)):
+        t0 = time.perf_counter()
+        empty(*tensors).numpy()
+        calls.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        [tf.constant(a) for a in batch_arrays][-1].numpy()
+        copies.append(time.perf_counter() - t0)
+    return float(np.median(calls)), float(np.median(copies))
 
 
 def tf1_style_step(setting, seed=0):
@@ -383,12 +412,13 @@ def run_one(name, mode, args):
     load_start = loadavg()
     t0 = time.perf_counter()
     if mode == 'tf1':   # graph mode: placement by TF's defaults
-        step, batch = tf1_style_step(setting), []
+        step, batch, per_call = tf1_style_step(setting), [], 1
     else:
         with tf.device(device):
             model = build_model(setting, mode, args.task_groups)
-            batch = [tf.constant(a) for a in make_batch(setting)]
-            step = step_function(model, mode)
+            arrays = make_batch(setting)
+            batch = [tf.constant(a) for a in arrays]
+            step, per_call = step_function(model, mode, batch, args.steps_per_execution)
     build_s = time.perf_counter() - t0
     with tf.device(device):
         t0 = time.perf_counter()
@@ -402,9 +432,14 @@ def run_one(name, mode, args):
             for _ in range(args.iters):
                 out = step(*batch)
             out.numpy()
-            times.append((time.perf_counter() - t0) / args.iters)
-            cpu_times.append((time.process_time() - c0) / args.iters)
+            times.append((time.perf_counter() - t0) / args.iters / per_call)
+            cpu_times.append((time.process_time() - c0) / args.iters / per_call)
+        dispatch = dispatch_costs(arrays, mode != 'function', args.repeats) if mode in (
+            'function', 'xla', 'xla_loop') else None
     q1, median, q3 = (float(x) for x in np.percentile(times, [25, 50, 75]))
+    if dispatch:   # per meta-iteration: a loop call pays them once for per_call iterations
+        dispatch = {'dispatch_s': dispatch[0] / per_call, 'copy_s': dispatch[1],
+                    'dispatch_share': (dispatch[0] / per_call + dispatch[1]) / median}
     tf1 = setting.tf1_s
     return {
         'setting': name, 'label': setting.label, 'mode': mode, 'device': args.device,
@@ -412,7 +447,7 @@ def run_one(name, mode, args):
         'shapes': {'inputa': [setting.flags['meta_batch_size'], setting.rows_a, setting.dim_input],
                    'inputb': [setting.flags['meta_batch_size'], setting.rows_b, setting.dim_input]},
         'build_s': build_s, 'first_call_s': first_call_s, 'warmup': args.warmup, 'repeats': args.repeats,
-        'iters_per_repeat': args.iters, 'times_s': times,
+        'iters_per_repeat': args.iters, 'steps_per_call': per_call, 'times_s': times, **(dispatch or {}),
         'median_s': median, 'q1_s': q1, 'q3_s': q3, 'iqr_s': q3 - q1, 'min_s': min(times), 'max_s': max(times),
         'mean_s': statistics.fmean(times), 'cpu_s': float(np.median(cpu_times)), 'cpu_times_s': cpu_times,
         'peak_memory_mb': memory_peak_mb(device), 'rss_at_start_mb': rss_start,
@@ -431,7 +466,7 @@ def run_one(name, mode, args):
 def _child_argv(args, name, mode, what):
     argv = [sys.executable, os.path.abspath(__file__), name, '--modes', mode, '--_child', what,
             '--repeats', str(args.repeats), '--warmup', str(args.warmup), '--iters', str(args.iters),
-            '--device', args.device, '--intra-threads', str(args.intra_threads),
+            '--device', args.device, '--steps-per-execution', str(args.steps_per_execution), '--intra-threads', str(args.intra_threads),
             '--inter-threads', str(args.inter_threads), '--task-groups', str(args.task_groups)]
     if args.code:
         argv += ['--code', args.code]
@@ -468,6 +503,14 @@ def _fmt(x, digits=3):
     return str(x)
 
 
+def _ms(seconds):
+    return '-' if seconds is None else f'{1000 * seconds:.3g}'
+
+
+def _pct(share):
+    return '-' if share is None else f'{100 * share:.0f} %'
+
+
 def markdown(report):
     lines = [f"# Meta-train step benchmark ({report['date']})", '',
              f"Command: `{report['command']}`", '',
@@ -480,12 +523,15 @@ def markdown(report):
              'median; goal = TF1 / 3 (TF1 / 5 for d). tf1-rebuild/ours = the `tf1` mode of this run (the '
              "original's graph rebuilt in compat.v1, same machine and load) / our median. CPU s = process CPU "
              'time per iteration (all threads).', '',
+             'dispatch ms = an empty compiled call on the inputs (per iteration), copy ms = the host-to-device copy '
+             'of a meta-batch; share = (dispatch + copy) / median.', '',
              '| setting | mode | first call s | median s/iter | IQR s | min-max s | CPU s/iter | peak mem MB '
-             '| TF1 s/iter | golden/ours | goal | tf1-rebuild/ours | GFLOP/iter | GFLOP/s | % of peak |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+             '| TF1 s/iter | golden/ours | goal | tf1-rebuild/ours | GFLOP/iter | GFLOP/s | % of peak '
+             '| dispatch ms | copy ms | share |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in report['results']:
         if 'error' in r:
-            lines.append(f"| {r['setting']} | {r['mode']} | error: {r['error'][:160]} |" + ' |' * 12)
+            lines.append(f"| {r['setting']} | {r['mode']} | error: {r['error'][:160]} |" + ' |' * 15)
             continue
         goal = '-' if r['goal_met'] is None else \
             f"{'met' if r['goal_met'] else 'not met'} (<= {r['goal_s']:.3g})"
@@ -494,7 +540,8 @@ def markdown(report):
             f"| {_fmt(r['iqr_s'], 2)} | {_fmt(r['min_s'])}-{_fmt(r['max_s'])} | {_fmt(r.get('cpu_s'))} "
             f"| {r['peak_memory_mb']:.0f} | {_fmt(r['tf1_s'])} | {_fmt(r['ratio_tf1_over_ours'])} | {goal} "
             f"| {_fmt(r.get('ratio_tf1_rebuild_over_ours'))} | {_fmt(r.get('gflop_per_iter'))} "
-            f"| {_fmt(r.get('gflops'))} | {_fmt(r.get('pct_of_peak'), 2)} |")
+            f"| {_fmt(r.get('gflops'))} | {_fmt(r.get('pct_of_peak'), 2)} | {_ms(r.get('dispatch_s'))} "
+            f"| {_ms(r.get('copy_s'))} | {_pct(r.get('dispatch_share'))} |")
     lines += ['', f"FLOPs: {report['flops_method']}.", '']
     ceiling = report.get('matmul_gflops')
     needs = {r['setting']: r for r in report['results'] if r.get('goal_gflops')}
@@ -532,6 +579,8 @@ def parse_args(argv=None):
     p.add_argument('--repeats', type=int, default=20, help='timed repeats after warm-up')
     p.add_argument('--warmup', type=int, default=3, help='untimed steps after the first call')
     p.add_argument('--iters', type=int, default=1, help='steps per timed repeat')
+    p.add_argument('--steps-per-execution', type=int, default=100,
+                   help='meta-iterations per compiled call of the xla_loop mode (main.py --steps_per_execution)')
     p.add_argument('--device', choices=('cpu', 'gpu'), default='cpu')
     p.add_argument('--json', help='write the results as JSON to this file (- for stdout)')
     p.add_argument('--markdown', help='write the Markdown table to this file (- for stdout)')

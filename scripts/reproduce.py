@@ -138,8 +138,9 @@ NOTES = (
     'All runs use --seed=0 (the original seeded nothing), so a rerun draws the same initial weights and tasks.',
 )
 
+# --steps_per_execution=100: 100 meta-iterations per compiled call, the same weights 2-3x sooner (docs/SPEED.md)
 _SINE = ('--datasource=sinusoid', '--norm=None', '--meta_batch_size=25', '--update_lr=0.01', '--num_updates=1',
-         '--seed=0')
+         '--seed=0', '--steps_per_execution=100')
 
 
 def _sine(k, kind):
@@ -389,7 +390,7 @@ def train_flags(experiment, logdir, data_dir='', iterations=None, smoke=False, s
 
     `iterations` replaces the total iteration count (kept in whichever of pretraining or
     meta-training the experiment uses); `smoke` makes it SMOKE_ITERATIONS, shrinks the meta batch
-    and the conv filters and turns XLA off (with `--protocol=reptile`, whose network and queries are
+    and the conv filters and turns XLA off (and --steps_per_execution with it; with `--protocol=reptile`, whose network and queries are
     fixed: SMOKE_TEST_TASKS --eval_samples instead of fewer filters and queries); `seed` replaces
     the registry's --seed.
     """
@@ -404,6 +405,8 @@ def train_flags(experiment, logdir, data_dir='', iterations=None, smoke=False, s
         flags = _with(flags, **{key: iterations})
     if smoke:
         flags = _with(flags, meta_batch_size=SMOKE_META_BATCH, xla=False)
+        if any(f.startswith('--steps_per_execution=') for f in flags):   # a loop of steps needs XLA
+            flags = _with(flags, steps_per_execution=1)
         if '--protocol=reptile' in flags:   # its network and one query per class are fixed; its test tasks:
             flags = _with(flags, eval_samples=SMOKE_TEST_TASKS)   # --eval_samples, not main.NUM_TEST_POINTS
         elif experiment.datasource != 'sinusoid':

@@ -32,7 +32,8 @@ def _check_timing(r, repeats):
 def test_sinusoid_all_fields(tmp_path):
     """Setting d in two modes, each in its own process, as the default run does."""
     out_json, out_md = tmp_path / 'bench.json', tmp_path / 'bench.md'
-    proc = subprocess.run([sys.executable, SCRIPT, 'd', '--modes', 'xla', 'tf1', '--repeats', '2',
+    proc = subprocess.run([sys.executable, SCRIPT, 'd', '--modes', 'xla', 'xla_loop', 'tf1', '--repeats', '2',
+                           '--steps-per-execution', '5',
                            '--warmup', '1', '--json', str(out_json), '--markdown', str(out_md)],
                           capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
@@ -45,7 +46,7 @@ def test_sinusoid_all_fields(tmp_path):
     assert report['flops']['d']['flops'] > 0
     assert report['matmul_gflops']['tf'] > 0 and report['matmul_gflops']['xla'] > 0
     results = {r['mode']: r for r in report['results']}
-    assert set(results) == {'xla', 'tf1'}
+    assert set(results) == {'xla', 'xla_loop', 'tf1'}
     for mode, r in results.items():
         _check_timing(r, 2)
         assert r['setting'] == 'd' and r['tf1_s'] == pytest.approx(0.0167) and r['goal_factor'] == 5
@@ -56,14 +57,21 @@ def test_sinusoid_all_fields(tmp_path):
         assert 0 < r['pct_of_peak'] == pytest.approx(100 * r['gflops'] / report['peak_gflops'])
         assert r['goal_gflops'] == pytest.approx(r['flops_per_iter'] / 1e9 / (0.0167 / 5))
     assert results['xla']['shapes'] == {'inputa': [25, 10, 1], 'inputb': [25, 10, 1]}
+    # the compiled modes: the cost of a call apart from its work, per meta-iteration (a loop call runs 5)
+    assert results['xla']['steps_per_call'] == 1 and results['xla_loop']['steps_per_call'] == 5
+    for r in (results['xla'], results['xla_loop']):
+        assert r['dispatch_s'] > 0 and r['copy_s'] > 0
+        assert r['dispatch_share'] == pytest.approx((r['dispatch_s'] + r['copy_s']) / r['median_s'])
+    assert 'dispatch_s' not in results['tf1']
 
     table = out_md.read_text()
     assert '| setting | mode |' in table and report['peak_assumption'] in table
     rows = [line for line in table.splitlines() if line.startswith('| d |')]
-    assert [row.split('|')[2].strip() for row in rows[:2]] == ['xla', 'tf1']
-    need = [cell.strip() for cell in rows[2].split('|')]   # what the goal needs, vs the peak and matmul rates
+    assert [row.split('|')[2].strip() for row in rows[:3]] == ['xla', 'xla_loop', 'tf1']
+    assert rows[0].split('|')[-2].strip() == f"{100 * results['xla']['dispatch_share']:.0f} %"
+    need = [cell.strip() for cell in rows[3].split('|')]   # what the goal needs, vs the peak and matmul rates
     goal_gflops = results['xla']['goal_gflops']
-    assert len(rows) == 3 and need[2:8] == [
+    assert len(rows) == 4 and need[2:8] == [
         benchmark._fmt(report['flops']['d']['flops'] / 1e9), benchmark._fmt(0.0167 / 5),
         benchmark._fmt(goal_gflops), benchmark._fmt(100 * goal_gflops / report['peak_gflops'], 2),
         benchmark._fmt(goal_gflops / report['matmul_gflops']['tf'], 2),

@@ -196,8 +196,8 @@ def test_smoke_and_iterations_flags():
     e = reproduce.EXPERIMENTS['sine_k10_pretrained']
     assert reproduce.train_flags(e, 'L', smoke=True) == [
         '--datasource=sinusoid', '--norm=None', '--meta_batch_size=2', '--update_lr=0.01', '--num_updates=1',
-        '--seed=0', '--pretrain_iterations=2', '--metatrain_iterations=0', '--update_batch_size=10', '--xla=False',
-        '--logdir=L']
+        '--seed=0', '--steps_per_execution=1', '--pretrain_iterations=2', '--metatrain_iterations=0',
+        '--update_batch_size=10', '--xla=False', '--logdir=L']   # a smoke run has no XLA, so no loop of steps
     e = reproduce.EXPERIMENTS['omniglot_20w5s']
     assert reproduce.train_flags(e, 'L', data_dir='D', smoke=True) == [
         '--datasource=omniglot', '--num_classes=20', '--metatrain_iterations=2', '--meta_batch_size=2',
@@ -238,9 +238,9 @@ def test_dry_run_prints_the_main_py_commands(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         'python main.py --datasource=sinusoid --norm=None --meta_batch_size=25 --update_lr=0.01 --num_updates=1 '
-        '--seed=0 --metatrain_iterations=70000 --update_batch_size=10 --logdir=logs/sine_k10_maml',
+        '--seed=0 --steps_per_execution=100 --metatrain_iterations=70000 --update_batch_size=10 --logdir=logs/sine_k10_maml',
         'python main.py --datasource=sinusoid --norm=None --meta_batch_size=25 --update_lr=0.01 --num_updates=1 '
-        '--seed=0 --metatrain_iterations=70000 --update_batch_size=10 --logdir=logs/sine_k10_maml --train=False',
+        '--seed=0 --steps_per_execution=100 --metatrain_iterations=70000 --update_batch_size=10 --logdir=logs/sine_k10_maml --train=False',
         'python main.py --datasource=miniimagenet --num_classes=5 --metatrain_iterations=60000 --meta_batch_size=2 '
         '--update_batch_size=5 --update_lr=0.01 --num_updates=5 --num_filters=32 --max_pool=True --stop_grad=True '
         f'--seed=0 --data_dir={tmp_path} --logdir=logs/mini_5w5s_fo',
@@ -254,7 +254,7 @@ def test_dry_run_with_seeds_gives_each_seed_its_folder(tmp_path):
     r = _run('sine_k5_maml', 'omniglot_5w1s', '--seeds', '3', '0', '--iterations', '2000', '--dry_run', cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     sine = ('python main.py --datasource=sinusoid --norm=None --meta_batch_size=25 --update_lr=0.01 --num_updates=1 '
-            '--seed={s} --metatrain_iterations=2000 --update_batch_size=5 --logdir=logs/sine_k5_maml/seed{s}')
+            '--seed={s} --steps_per_execution=100 --metatrain_iterations=2000 --update_batch_size=5 --logdir=logs/sine_k5_maml/seed{s}')
     omni = ('python main.py --datasource=omniglot --num_classes=5 --metatrain_iterations=2000 --meta_batch_size=32 '
             '--update_lr=0.4 --num_updates=1 --update_batch_size=1 --seed={s} --logdir=logs/omniglot_5w1s/seed{s}')
     assert r.stdout.splitlines() == [

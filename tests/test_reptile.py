@@ -35,6 +35,15 @@ def test_golden_parity(tmp_path):
     assert ours['after/beta1_power'].dtype == np.int32 and ours['after/beta1_power'] == 0
 
 
+def test_chained_rows_count_only_while_the_chain_keeps_the_golden_losses():
+    """After a ReLU tie goes the other way in the port's own chained iteration, its after/* are information."""
+    golden = np.ones([5, 5, 10])
+    assert golden_reptile.chain_split(golden * (1 + 5e-5), golden) == ''
+    ours = golden.copy()
+    ours[3, 3, 7] += 4e-3
+    assert golden_reptile.chain_split(ours, golden) == 'the chain left the golden losses at task 3 step 3'
+
+
 def _synthetic_golden(path, classes, shots, train_shots, inner_batch, inner_iters, lr, eval_batch, eval_iters,
                       meta_batch, seed):
     """Writes a file in the golden format computed by the port itself, for settings no golden file has
