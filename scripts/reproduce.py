@@ -197,12 +197,31 @@ def _sine_inner(kind):
     either keep the test MSE from rising after 3+ inner steps, as the original MAML's does on some tasks (issue
     14)? No paper number: the sinusoid is not in the MAML++ paper, and Meta-SGD's sinusoid (5-shot 0.90 ± 0.16
     after one step) uses its own task ranges."""
-    base = _sine(5, 'maml')
+    base = _sine(5, 'maml').flags
     if kind == 'mamlpp':
         flags, title = ('--multi_step_loss=True', '--lslr=True'), 'sinusoid 5-shot, MAML + MSL + LSLR (MAML++)'
-    else:
+    elif kind == 'metasgd':
         flags, title = ('--method=metasgd',), 'sinusoid 5-shot, Meta-SGD'
-    return Experiment(f'sine_k5_{kind}', title, base.flags + flags, (), 'not in the paper', (1, 2, 3, 5, 10))
+    else:   # trained with 5 inner steps, where MAML++'s multi-step loss has steps to weigh
+        base = tuple('--num_updates=5' if f == '--num_updates=1' else f for f in base)
+        flags, title = {'maml_5steps': ((), 'sinusoid 5-shot, MAML trained with 5 inner steps'),
+                        'msl_5steps': (('--multi_step_loss=True',),
+                                       'sinusoid 5-shot, MAML + MSL (MAML++) trained with 5 inner steps')}[kind]
+    return Experiment(f'sine_k5_{kind}', title, base + flags, (), 'not in the paper', (1, 2, 3, 5, 10))
+
+
+def _omniglot_inner(method):
+    """omniglot_5w1s's flags (MAML's) with ANIL, or with the MAML++ switches that act with one inner step (LSLR,
+    per-step batch-norm weights and statistics, cosine meta learning rate; MSL and derivative-order annealing need
+    several steps): the learners' curves beside MAML's from the same seeds (issue 14). No paper number at these
+    settings."""
+    flags, title = {'anil': (('--method=anil',), 'ANIL'),
+                    'mamlpp': (('--lslr=True', '--per_step_bn=True', '--per_step_bn_stats=True',
+                                '--cosine_meta_lr=True'), 'MAML++ (LSLR, per-step BN weights and statistics, cosine '
+                                                         'meta lr)')}[method]
+    base = _omniglot(5, 1)
+    return Experiment(f'{method}_omniglot_5w1s', f'Omniglot 5-way 1-shot, {title}', base.flags[:-1] + flags
+                      + ('--seed=0',), (), 'beside MAML (omniglot_5w1s)', (1, 3, 10))
 
 
 # ---- learners beyond MAML: each paper's hyperparameters (also where this CPU cannot finish them) and numbers
@@ -342,7 +361,8 @@ EXPERIMENTS = {e.name: e for e in (
     + [_omniglot(w, s) for w in (5, 20) for s in (1, 5)]
     + [_omniglot(5, s, conv=False) for s in (1, 5)]
     + [_mini(s, fo) for s in (1, 5) for fo in (False, True)]
-    + [_sine_inner(kind) for kind in ('mamlpp', 'metasgd')]
+    + [_sine_inner(kind) for kind in ('mamlpp', 'metasgd', 'maml_5steps', 'msl_5steps')]
+    + [_omniglot_inner(m) for m in ('anil', 'mamlpp')]
     + [_reptile('omniglot', w, s, t) for t in (False, True) for w in (5, 20) for s in (1, 5)]
     + [_reptile('miniimagenet', 5, s, t) for t in (False, True) for s in (1, 5)]
     + [_mini_inner(m, s) for m in ('mamlpp', 'metasgd', 'anil') for s in (1, 5)]

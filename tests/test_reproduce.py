@@ -56,6 +56,12 @@ EXPECTED = {
     # issue 14: the K = 5 sinusoid with MAML++'s MSL + LSLR and with Meta-SGD (no paper number)
     'sine_k5_mamlpp': ('cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm.multi_step_loss.lslr', 70000, []),
     'sine_k5_metasgd': ('cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm.metasgd', 70000, []),
+    # ... trained with 5 inner steps, MAML and MAML + MSL; ANIL and MAML++ beside MAML's Omniglot 5-way 1-shot
+    'sine_k5_maml_5steps': ('cls_5.mbs_25.ubs_5.numstep5.updatelr0.01nonorm', 70000, []),
+    'sine_k5_msl_5steps': ('cls_5.mbs_25.ubs_5.numstep5.updatelr0.01nonorm.multi_step_loss', 70000, []),
+    'anil_omniglot_5w1s': ('cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm.anil', 60000, []),
+    'mamlpp_omniglot_5w1s': ('cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm.lslr.per_step_bn.per_step_bn_stats'
+                             '.cosine_meta_lr', 60000, []),
     # Reptile: README flags (Omniglot 100000 / 200000 meta-iterations), column after 50 evaluation steps
     'reptile_omniglot_5w1s': (R5 + 'ubs_1' + R5_REST, 100000, [50]),
     'reptile_omniglot_5w5s': (R5 + 'ubs_5' + R5_REST, 100000, [50]),
@@ -148,15 +154,18 @@ def test_flags_are_the_papers_settings(name, tmp_path):
     assert config.conv == ('_fc_' not in name)
     if name.startswith('sine'):
         assert (config.datasource, config.meta_batch_size, config.update_lr, config.num_updates, config.norm) == \
-            ('sinusoid', 25, 0.01, 1, 'None')
+            ('sinusoid', 25, 0.01, 5 if name.endswith('_5steps') else 1, 'None')
         assert config.pretrain_iterations == (70000 if name.endswith(('pretrained', 'oracle')) else 0)
         assert config.baseline == ('oracle' if name.endswith('oracle') else None)
     if name.startswith('mini') or name.startswith(('reptile_mini', 'metasgd_mini', 'anil_mini')):
         assert (config.num_filters, config.max_pool, config.stop_grad) == (32, True, name.endswith('_fo'))
     assert config.method == method_of(name)
     assert csv_columns(e) > max(steps, default=0)
-    if name.startswith(('mamlpp', 'sine_k5_mamlpp')):
+    if name.startswith(('mamlpp_mini', 'sine_k5_mamlpp')):
         assert (config.multi_step_loss, config.lslr) == (True, True)
+    if name == 'mamlpp_omniglot_5w1s':   # one inner step: the switches that act there
+        assert (config.lslr, config.per_step_bn, config.per_step_bn_stats, config.cosine_meta_lr) == (True,) * 4
+    assert config.multi_step_loss == name.startswith(('mamlpp_mini', 'sine_k5_mamlpp', 'sine_k5_msl'))
     test = reproduce.parse_config(reproduce.test_flags(e, reproduce.train_flags(e, str(tmp_path))))
     assert (test.train, test.test_set) == (False, not name.startswith('sine'))
     assert config_lib.exp_string(test) == exp_string
