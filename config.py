@@ -22,6 +22,8 @@ METHODS = {
 }
 PROTOCOLS = ('maml', 'reptile')
 INNER_LOOP = ('maml', 'metasgd', 'anil')          # the learners the MAML++ switches apply to
+DISTRIBUTE = ('none', 'mirrored')
+PRECISIONS = ('float32', 'bfloat16', 'float16')
 
 
 def _flag(default, help, methods=None):
@@ -66,6 +68,12 @@ class Config:
     num_val_classes: int = -1
     tf1_checkpoint: str = ''             # a checkpoint of the original TF1 code to test or train from
     export_tf1: str = ''                 # write the weights as a TF1 checkpoint here (a prefix) at the end
+    # ---- scaling (issue 16; distribute.py): none of these changes the experiment name or the checkpoints ----
+    cpu_devices: int = 1                 # split the CPU into N logical devices (tests tf.distribute without a GPU)
+    distribute: str = 'none'             # none (one device, as always) or mirrored (the meta-batch over the local devices)
+    remat: bool = False                  # recompute each inner step's activations in the backward pass (less memory)
+    precision: str = 'float32'           # float32, bfloat16 or float16 network compute; float32 weights and meta-gradient
+    tf32: bool = False                   # let TensorFlow use TF32 for float32 products on Ampere+ GPUs
     # ---- learners beyond MAML: flags defined from these fields by main.py (help text in the metadata) ----
     method: str = _flag('maml', 'the learner: ' + ', '.join(METHODS) + ' (maml: the faithful port of the original)')
     protocol: str = _flag('maml', 'maml: MAML\'s network, split and 600 fixed test tasks for every method; '

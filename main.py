@@ -149,6 +149,18 @@ def define_flags(flag_values=FLAGS):
                         'with a `checkpoint` file) to test (--train=False) or to continue training from', **f)
     flags.DEFINE_string('export_tf1', d.export_tf1, 'at the end, write the weights as a TF1 checkpoint with '
                         'this prefix (e.g. DIR/model59999), readable by the original code', **f)
+    ## Scaling (issue 16, docs/SCALING.md): none of these changes the experiment name or what a checkpoint holds
+    flags.DEFINE_integer('cpu_devices', d.cpu_devices, 'split the CPU into this many logical devices (before '
+                         'TensorFlow starts), e.g. to run --distribute=mirrored without a GPU', **f)
+    flags.DEFINE_string('distribute', d.distribute, 'none: one device (as always); mirrored: every meta-batch\'s '
+                        'tasks split over the local GPUs (or --cpu_devices), meta-gradient all-reduced once per '
+                        'meta-iteration (tf.distribute.MirroredStrategy)', **f)
+    flags.DEFINE_bool('remat', d.remat, 'recompute each inner step\'s activations in the backward pass instead of '
+                      'keeping them: peak memory grows slower with --num_updates, same meta-gradient, more compute', **f)
+    flags.DEFINE_string('precision', d.precision, 'float32, bfloat16 or float16: the network\'s compute in both '
+                        'loops (weights, Adam and the meta-gradient stay float32; float16 scales the losses)', **f)
+    flags.DEFINE_bool('tf32', d.tf32, 'let float32 products use TF32 on Ampere and newer GPUs (TensorFlow\'s '
+                      'default; maml-tf2 turns it off for the original\'s float32 numbers)', **f)
     flags.DEFINE_bool('verbose', False, 'show TensorFlow\'s own start-up and info lines (hidden by default)', **f)
     ## The learners beyond MAML: one flag per Config field that carries its help text
     define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
@@ -212,13 +224,25 @@ def check_config(config, explicit=()):
     for name, low in (('first_order_epochs', -1), ('multi_step_loss_epochs', 1), ('iterations_per_epoch', 1),
                       ('inner_iters', 1), ('inner_batch', 1), ('eval_iters', 0), ('eval_batch', 1),
                       ('eval_samples', 1), ('batch_size', 1), ('finetune_epochs', 0), ('finetune_batch', 1),
-                      ('lr_decay_every', 0), ('steps_per_execution', 1)):
+                      ('lr_decay_every', 0), ('steps_per_execution', 1), ('cpu_devices', 1)):
         if getattr(c, name) < low:
             raise UsageError(f'--{name}={getattr(c, name)} must be >= {low}; pass e.g. its default '
                              f'{getattr(Config(), name)}')
     if c.steps_per_execution > 1 and not c.xla:
         raise UsageError(f'--steps_per_execution={c.steps_per_execution} needs --xla: TensorFlow\'s executor rounds '
                          f'the steps of a loop differently from single calls; drop --noxla or the flag')
+    if c.distribute not in config_lib.DISTRIBUTE:
+        raise UsageError(f'unknown --distribute={c.distribute!r}; use ' + ' or '.join(config_lib.DISTRIBUTE))
+    if c.precision not in config_lib.PRECISIONS:
+        raise UsageError(f'unknown --precision={c.precision!r}; use ' + ', '.join(config_lib.PRECISIONS))
+    for name in ('remat', 'precision'):
+        if getattr(c, name) != getattr(Config(), name) and c.method not in config_lib.INNER_LOOP:
+            raise UsageError(f'--{name} applies to the inner-loop learners ({", ".join(config_lib.INNER_LOOP)}); '
+                             f'drop it for --method={c.method}')
+    import distribute as distribute_lib
+    why = distribute_lib.unsupported(c)
+    if why:
+        raise UsageError(why)
     if (c.tf1_checkpoint or c.export_tf1) and config_lib.learner_fields(c):
         raise UsageError('--tf1_checkpoint / --export_tf1 read and write the original\'s variables only; the MAML++ '
                          'switches add others: drop the TF1 flag or the switches')
@@ -634,6 +658,13 @@ def prepare(config, explicit=()):
     Writes nothing. Raises UsageError (or data_generator.DataError) for anything the user can fix.
     """
     check_config(config, explicit)
+    import distribute as distribute_lib
+    try:   # before anything initialises TensorFlow's devices
+        if config.cpu_devices != 1:
+            distribute_lib.split_cpu(config.cpu_devices)
+        distribute_lib.set_tf32(config.tf32)
+    except distribute_lib.Error as e:
+        raise UsageError(str(e)) from None
     rc = run_config(config)
     exp_dir = os.path.join(config.logdir, config_lib.exp_string(config))
     tf1_file = check_tf1_paths(config, exp_dir)
@@ -662,7 +693,13 @@ def prepare(config, explicit=()):
     # training on MiniImagenet; K + --num_query if given
     data_generator = data_lib.DataGenerator(data_lib.num_samples_per_class(rc), rc.meta_batch_size, rc,
                                             train_samples_per_class=train_samples_per_class(rc))
-    model = build_learner(rc, data_generator)
+    try:
+        strategy = distribute_lib.make_strategy(rc) if rc.train else None
+    except distribute_lib.Error as e:
+        raise UsageError(str(e)) from None
+    with distribute_lib.scope(strategy):
+        model = build_learner(rc, data_generator)
+    distribute_lib.distribute_learner(model, strategy)
     checkpointer = Checkpointer(model, data_generator, exp_dir,
                                 record={'regime': regime(config), 'config': dataclasses.asdict(config)})
     experiment = Experiment(config, rc, exp_dir, data_generator, model, checkpointer, 0, model_file or tf1_file)
@@ -1227,12 +1264,13 @@ TF_NOISE = re.compile(r'^(WARNING: All log messages before absl::InitializeLog\(
                       r'|To enable the following instructions: .*)$')
 
 
-def import_tensorflow(verbose=False):
+def import_tensorflow(verbose=False, cpu_devices=1):
     """Imports TensorFlow and initialises its devices; returns the module.
 
     Unless `verbose`: sets TF_CPP_MIN_LOG_LEVEL=2 (C++ errors only; a value the user set is kept) and
     drops TF_NOISE lines from what the import writes to stderr (caught at the file descriptor, as
     the C++ libraries write there before any setting applies); any other line is passed on.
+    `cpu_devices` > 1: the CPU is split into that many logical devices first (`--cpu_devices`).
     """
     if verbose or 'tensorflow' in sys.modules:
         import tensorflow as tf
@@ -1244,6 +1282,9 @@ def import_tensorflow(verbose=False):
         os.dup2(caught.fileno(), 2)
         try:
             import tensorflow as tf
+            if cpu_devices != 1:
+                import distribute as distribute_lib
+                distribute_lib.split_cpu(cpu_devices)
             tf.config.list_logical_devices()    # device initialisation (cuInit) logs here
         finally:
             sys.stderr.flush()
@@ -1266,7 +1307,7 @@ def main(argv):
         logging.getLogger('data_generator').addFilter(lambda record: 'cache' not in record.getMessage())
     if len(argv) > 1:
         fail(f'unexpected argument {argv[1]!r}; flags are written --name=value')
-    import_tensorflow(verbose)
+    import_tensorflow(verbose, FLAGS.cpu_devices if FLAGS.cpu_devices > 1 else 1)
     import data_generator as data_lib
     try:
         run(config_from_flags(), explicit_flags())
