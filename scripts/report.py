@@ -177,7 +177,8 @@ def collect(experiment, logdir, seed=None):
     return dict(record=record, folder=folder, seed=seed, exp_dir=exp_dir, csv=csv_path, mean=mean, ci95=ci95, rows=rows,
                 tested=tested, latest=latest,
                 planned=record.get('planned_iterations', config.pretrain_iterations + config.metatrain_iterations),
-                train_wall=sum(s['wall_s'] for s in trains if s.get('wall_s') is not None))
+                train_wall=sum(s['wall_s'] for s in trains if s.get('wall_s') is not None),
+                diverged=bool(trains) and trains[-1].get('returncode') == reproduce.EXIT_DIVERGED)
 
 
 # ------------------------------------------------------------------------------------ formatting
@@ -225,6 +226,8 @@ def summary_rows(experiment, info):
     results = experiment.paper or tuple(reproduce.PaperResult(s, None) for s in experiment.steps)
     trained = f'{info["tested"]} / {info["planned"]}' if info['tested'] is not None else \
         f'{info["latest"]} / {info["planned"]} (not tested)'
+    if info.get('diverged'):
+        trained += ' (training diverged)'
     wall = duration(info['train_wall']) if info['train_wall'] else '—'
     smoke = ' (smoke)' if info['record'].get('smoke') else ''
     rows = []

@@ -42,7 +42,10 @@ given. (main.py has no flag for the number of test tasks, so a smoke run starts 
 point with `main.NUM_TEST_POINTS` set; see SMOKE_MAIN.)
 
 A bad argument stops with one line, `reproduce.py: error: <what>; <how to fix>`, exit status 2,
-before anything is written; a main.py phase that fails stops the run with its exit status.
+before anything is written; a main.py phase that fails stops the run with its exit status, except a training that diverged
+(main.py's exit status 3: nan/inf, nothing non-finite saved): that is a result, so its last good
+checkpoint is tested, the other experiments and seeds go on, the same command again does not retrain it,
+and reproduce.py ends with status 3 (report.py marks the run "diverged").
 `--seeds S [S ...]` runs each experiment once per seed s (main.py `--seed=s`: initial weights and
 task stream) in its own folder `<logdir_root>/<NAME>/seed<s>/`, laid out as above (its run.json,
 train.log, test.log and `<exp_string>/`), one seed after the other, each resumable on its own.
@@ -601,6 +604,9 @@ def _run_phase(argv, log_path, echo):
                     proc.kill()
 
 
+EXIT_DIVERGED = 3   # main.py's exit status when the training objective or a weight became nan/inf (main.EXIT_DIVERGED)
+
+
 def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=False, echo=True, seed=None):
     """Trains `experiment` (resuming) and tests it unless done; returns 0 or the failing phase's status.
 
@@ -655,12 +661,22 @@ def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=
         return status
 
     done, _ = iterations_done(directory)
+    trains = [s for s in record['sessions'] if s.get('phase') == 'train']
+    diverged = bool(trains) and trains[-1].get('returncode') == EXIT_DIVERGED and \
+        trains[-1].get('iterations_after') == done
     if done >= total:
         print(f'[reproduce] {label}: trained ({done} of {total} iterations), not training again',
               flush=True)
+    elif diverged:   # seeded: training again from the same checkpoint diverges again
+        print(f'[reproduce] {label}: its training diverged after {done} iterations (see train.log), not training '
+              f'again (to retry, delete {directory} or change the flags)', flush=True)
     else:
         status = session('train', train, iterations_before=done, target_iterations=total)
-        if status:
+        diverged = status == EXIT_DIVERGED and iterations_done(directory)[1] is not None
+        if diverged:
+            print(f'[reproduce] {label}: training diverged (see {os.path.join(logdir, "train.log")}); testing its '
+                  f'last good checkpoint, then going on', file=sys.stderr, flush=True)
+        elif status:
             print(f'[reproduce] {label}: training failed (exit status {status}); see '
                   f'{os.path.join(logdir, "train.log")}', file=sys.stderr, flush=True)
             return status
@@ -669,12 +685,12 @@ def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=
     if os.path.isfile(csv_path) and os.path.getmtime(csv_path) >= os.path.getmtime(prefix + '.index'):
         print(f'[reproduce] {label}: {csv_path} is newer than {os.path.basename(prefix)}, not testing '
               f'again', flush=True)
-        return 0
+        return EXIT_DIVERGED if diverged else 0
     status = session('test', test, checkpoint=os.path.basename(prefix), iterations=done, test_tasks=tasks or 600)
     if status:
         print(f'[reproduce] {label}: test failed (exit status {status}); see '
               f'{os.path.join(logdir, "test.log")}', file=sys.stderr, flush=True)
-    return status
+    return status or (EXIT_DIVERGED if diverged else 0)
 
 
 # ------------------------------------------------------------------------------------ CLI
@@ -769,12 +785,15 @@ def main(argv=None):
                              f'choose another folder') from None
     except UsageError as e:
         fail(e)
+    diverged = False
     for name, seed in runs:
         status = run_experiment(EXPERIMENTS[name], args.logdir_root, args.data_dir, args.iterations, args.smoke,
                                 seed=seed)
-        if status:
+        if status == EXIT_DIVERGED:   # a result (tested at its last good checkpoint): the other runs go on
+            diverged = True
+        elif status:
             return status
-    return 0
+    return EXIT_DIVERGED if diverged else 0
 
 
 if __name__ == '__main__':

@@ -473,3 +473,36 @@ def test_sigterm_stops_main_py_and_is_recorded(tmp_path):
     (s,) = record['sessions']
     assert (s['phase'], s['returncode'], s['interrupted'], s['target_iterations']) == ('train', None, True, 1000000)
     assert s['end'] is not None and s['wall_s'] > 0 and record['planned_iterations'] == 70000
+
+
+def test_a_diverged_training_is_a_result_tested_at_its_last_checkpoint(tmp_path, monkeypatch):
+    """main.py's exit status 3 (nan/inf, nothing non-finite saved): its last good checkpoint is tested, the other
+    seeds go on, reproduce.py ends with 3, the same command again does not retrain it, report.py marks it."""
+    done = {}     # run folder -> iterations in its latest checkpoint
+    calls = []
+
+    def fake_phase(argv, log_path, echo):
+        phase, seed = os.path.basename(log_path)[:-4], next(a for a in argv if a.startswith('--seed='))[7:]
+        folder = os.path.dirname(log_path)
+        calls.append((phase, seed))
+        if phase == 'train':
+            done[folder] = 1000 if seed == '0' else 70000     # seed 0 diverges after its checkpoint model999
+            return 3 if seed == '0' else 0
+        return 0
+
+    def fake_done(directory):
+        n = next((v for k, v in done.items() if directory.startswith(k)), 0)
+        return (n, os.path.join(directory, f'model{n - 1}')) if n else (0, None)
+    monkeypatch.setattr(reproduce, '_run_phase', fake_phase)
+    monkeypatch.setattr(reproduce, 'iterations_done', fake_done)
+    argv = ['sine_k5_maml', '--seeds', '0', '1', '--logdir_root', str(tmp_path)]
+    assert reproduce.main(argv) == 3
+    assert calls == [('train', '0'), ('test', '0'), ('train', '1'), ('test', '1')]
+    calls.clear()
+    assert reproduce.main(argv) == 3                      # neither trains again; both are tested again
+    assert calls == [('test', '0'), ('test', '1')]
+    spec = importlib.util.spec_from_file_location('report', os.path.join(REPO, 'scripts', 'report.py'))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    e = reproduce.EXPERIMENTS['sine_k5_maml']
+    assert [report.collect(e, str(tmp_path), seed)['diverged'] for seed in (0, 1)] == [True, False]
