@@ -239,6 +239,12 @@ def check_config(config, explicit=()):
         if getattr(c, name) != getattr(Config(), name) and c.method not in config_lib.INNER_LOOP:
             raise UsageError(f'--{name} applies to the inner-loop learners ({", ".join(config_lib.INNER_LOOP)}); '
                              f'drop it for --method={c.method}')
+    if c.precision != 'float32' and c.per_step_bn_stats:
+        raise UsageError(f'--per_step_bn_stats keeps float32 running statistics of the batch moments; drop it or '
+                         f'--precision={c.precision}')
+    if c.remat and c.per_step_bn_stats:
+        raise UsageError('--per_step_bn_stats records the batch moments as the step is traced, which --remat '
+                         'recomputes; drop one of the two')
     import distribute as distribute_lib
     why = distribute_lib.unsupported(c)
     if why:

@@ -32,6 +32,8 @@ MetaOutput = collections.namedtuple(
                   'lossesa lossesb outputas outputbs')
 
 GRAD_CLIP_MINIIMAGENET = 10.0
+COMPUTE_DTYPES = {'bfloat16': tf.bfloat16, 'float16': tf.float16}   # --precision other than float32
+FLOAT16_LOSS_SCALE = 128.0   # --precision=float16: inner and outer losses are scaled by this before differentiating
 
 
 class MAML(tf.Module):
@@ -85,6 +87,27 @@ class MAML(tf.Module):
         self.metatrain_optimizer = adam.Adam(self.meta_variables, config.meta_lr, name='Adam')
         self.pretrain_optimizer = adam.Adam(self.meta_variables, config.meta_lr, name='Adam_pretrain')
         self._functions = {}
+        self.compute_dtype = COMPUTE_DTYPES.get(config.precision, dtype)
+        self.loss_scale = FLOAT16_LOSS_SCALE if self.compute_dtype == tf.float16 else None
+        if self.compute_dtype != dtype:
+            self._lower_precision()
+
+    def _lower_precision(self):
+        """--precision=bfloat16 / float16: the network computes in `compute_dtype`, on the per-task (fast) weights,
+        inputs and norm parameters cast on entry, and returns `dtype` outputs, so that the losses, the inner
+        updates (fast weights stay float32), the meta-gradient and Adam are float32 (their gradients cross the
+        casts). Replaces `forward` and `_norm` on the instance; the float32 path never comes here."""
+        compute, full = self.compute_dtype, self.dtype
+        forward, norm = self.forward, self._norm
+
+        def cast(v):
+            return tf.cast(v, compute) if isinstance(v, (tf.Tensor, tf.Variable)) and v.dtype == full else v
+
+        def low_forward(inp, weights):
+            return tf.cast(forward(cast(inp), {k: cast(v) for k, v in weights.items()}), full)
+
+        self.forward = low_forward
+        self._norm = lambda scope: {k: cast(v) for k, v in norm(scope).items()}
 
     def checkpoint_items(self):
         """{name: trackable} a checkpoint holds (the names are the checkpoint's keys; keep them stable)."""
@@ -168,7 +191,49 @@ class MAML(tf.Module):
 
     # ---------------------------------------------------------------- adaptation
     def _adapt(self, fast_weights, inputa, labela, step=0):
-        """Inner step `step` (0-based): returns (new fast weights, outputa, lossa) with fast - inner_lr * grad."""
+        """Inner step `step` (0-based): returns (new fast weights, outputa, lossa) with fast - inner_lr * grad.
+
+        With `--remat` the step is one `tf.recompute_grad` block: the meta-gradient's backward pass recomputes
+        its activations (and its inner gradient) from the fast weights it started from instead of keeping them,
+        so memory holds one step's activations at a time, not num_updates' (the same values, more compute)."""
+        if self.config.remat:
+            return self._remat_adapt(fast_weights, inputa, labela, step)
+        return self._adapt_step(fast_weights, inputa, labela, step)
+
+    def _remat_adapt(self, fast_weights, inputa, labela, step):
+        """`_adapt_step` as one block whose backward pass recomputes it (`--remat`; `tf.recompute_grad`'s scheme,
+        whose forward pass would stop the inner tape: here the block runs as always, and the gradient graph reads
+        only the block's inputs). Eagerly (no graph to free anything from) it is `_adapt_step`."""
+        if tf.executing_eagerly():
+            return self._adapt_step(fast_weights, inputa, labela, step)
+        keys = list(fast_weights)
+        n = len(keys)
+
+        def run(args):
+            new, output, loss = self._adapt_step(dict(zip(keys, args[:n])), args[n], args[n + 1], step)
+            return [new[k] for k in keys] + [output, loss]
+
+        @tf.custom_gradient
+        def block(*args):
+            def grad(*dresult, variables=None):
+                # the recomputation depends on the incoming gradient, so that it runs in the backward pass and
+                # XLA cannot merge it with the forward pass (as tf.recompute_grad does)
+                first = tf.reshape(dresult[0], [-1])[:1]
+                dep = tf.where(tf.reduce_all(tf.math.is_finite(first)), 0.0, 0.0)
+                variables = list(variables or [])
+                with tf.GradientTape() as tape:
+                    again_args = [tf.identity(a) + tf.cast(dep, a.dtype) for a in args]
+                    tape.watch(again_args + variables)
+                    again = run(again_args)
+                grads = tape.gradient(again, again_args + variables, output_gradients=list(dresult),
+                                      unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                return grads[:len(args)], grads[len(args):]
+            return run(args), grad
+        outs = block(*[fast_weights[k] for k in keys], inputa, labela)
+        return dict(zip(keys, outs[:n])), outs[n], outs[n + 1]
+
+    def _adapt_step(self, fast_weights, inputa, labela, step):
+        """`_adapt` as computed (and, under --remat, recomputed)."""
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(list(fast_weights.values()))
             output = self.step_forward(inputa, fast_weights, step)
@@ -176,7 +241,11 @@ class MAML(tf.Module):
             # tf.gradients of the original's per-row vector = grad of its sum; summing over tasks
             # too gives each task's own gradient, as each task has its own copy of the weights
             total = tf.reduce_sum(loss)
+            if self.loss_scale:   # --precision=float16: keep the half-precision backward pass above underflow
+                total = total * self.loss_scale
         grads = tape.gradient(total, fast_weights)
+        if self.loss_scale:
+            grads = {k: g / self.loss_scale for k, g in grads.items()}
         if self.config.stop_grad:
             grads = {k: tf.stop_gradient(g) for k, g in grads.items()}
         return {k: w - self.inner_lr(k, step) * grads[k] for k, w in fast_weights.items()}, output, loss
@@ -284,7 +353,11 @@ class MAML(tf.Module):
         with tf.GradientTape() as tape:
             out, totals2 = self._metalearn(inputa, labela, inputb, labelb, num_updates)
             loss = self.meta_objective(totals2)
+            if self.loss_scale:   # --precision=float16 (see _adapt_step)
+                loss = loss * self.loss_scale
         grads = tape.gradient(loss, self.meta_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        if self.loss_scale:
+            grads = {k: g / self.loss_scale for k, g in grads.items()}
         return out, grads
 
     def meta_objective(self, totals2):

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Peak memory of one second-order meta-train step against --num_updates, with and without --remat.
+
+    python scripts/memory_remat.py [--steps 1 5 10] [--setting c] [--modes xla function] [--json FILE]
+
+For each (num_updates, remat, mode) a fresh process builds the setting's MAML (scripts/benchmark.py's settings;
+default c: MiniImagenet 5-way 1-shot, B=4, 32 filters, max-pool, 15 query per class; random inputs of those shapes),
+runs `metatrain_step` `--calls` times (default 1; the first traces and, with XLA, compiles) and reports the
+process's resident-set high-water mark (ru_maxrss) and its RSS before the first call (model, inputs, TensorFlow
+runtime): `peak - before` is what the step needed, XLA's compile included (mode `function`: no compile, the
+step's own buffers), plus the seconds of the last call. On a GPU it reports the device's peak
+allocation instead (tf.config.experimental.get_memory_info). Prints one table; `--json` writes the rows.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def rss_mb():
+    """The process's current resident set (MiB) from /proc/self/statm."""
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
+
+
+def child(setting_name, steps, remat, mode, calls=1):
+    """Runs in the measured process: returns {'before_mb', 'peak_mb', 'gpu_peak_mb', 'step_s'}."""
+    sys.path.insert(0, REPO)
+    sys.path.insert(0, os.path.join(REPO, 'scripts'))
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    import benchmark
+    import tensorflow as tf
+    from config import Config
+    from maml import MAML
+    setting = benchmark.SETTINGS[setting_name]
+    flags = dict(setting.flags, num_updates=steps)
+    config = Config(**flags, seed=0, xla=mode == 'xla', remat=remat)
+    model = MAML(setting.dim_input, setting.dim_output, 1, config)
+    batch = [tf.constant(a) for a in benchmark.make_batch(setting)]
+    gpu = bool(tf.config.list_logical_devices('GPU'))
+    before = rss_mb()
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        float(model.metatrain_step(*batch))
+        step_s = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu_peak = tf.config.experimental.get_memory_info('GPU:0')['peak'] / 2 ** 20 if gpu else None
+    return dict(before_mb=before, peak_mb=peak, gpu_peak_mb=gpu_peak, step_s=step_s)
+
+
+def measure(setting, steps, remat, mode, calls):
+    code = (f'import json, sys; sys.path.insert(0, {os.path.join(REPO, "scripts")!r}); import memory_remat; '
+            f'print("RESULT " + json.dumps(memory_remat.child({setting!r}, {steps}, {remat}, {mode!r}, {calls})))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    lines = [line for line in out.stdout.splitlines() if line.startswith('RESULT ')]
+    if out.returncode or not lines:
+        raise SystemExit(f'num_updates={steps} remat={remat} {mode} failed:\n{out.stderr[-3000:]}')
+    return dict(json.loads(lines[-1][len('RESULT '):]), num_updates=steps, remat=remat, mode=mode, setting=setting)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--steps', type=int, nargs='+', default=[1, 5, 10])
+    parser.add_argument('--setting', default='c')
+    parser.add_argument('--modes', nargs='+', default=['xla'], choices=['xla', 'function'])
+    parser.add_argument('--calls', type=int, default=1, help='meta-train steps per process (the first traces and '
+                        'compiles)')
+    parser.add_argument('--json', default='')
+    args = parser.parse_args(argv)
+    rows = []
+    print('| mode | num_updates | remat | RSS before the step (MiB) | RSS peak (MiB) | peak - before (MiB) | '
+          'GPU peak (MiB) | last call (s) |')
+    print('|---|---|---|---|---|---|---|---|')
+    for mode in args.modes:
+        for steps in args.steps:
+            for remat in (False, True):
+                r = measure(args.setting, steps, remat, mode, args.calls)
+                rows.append(r)
+                gpu = f'{r["gpu_peak_mb"]:.0f}' if r['gpu_peak_mb'] is not None else '-'
+                print(f'| {mode} | {steps} | {"yes" if remat else "no"} | {r["before_mb"]:.0f} | {r["peak_mb"]:.0f} | '
+                      f'{r["peak_mb"] - r["before_mb"]:.0f} | {gpu} | {r["step_s"]:.2f} |', flush=True)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
