@@ -33,7 +33,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, 'scripts')
 # The Markdown files whose commands are checked (docs/DATA.md, SPEED.md, RESULTS.md are generated
 # or describe measurements; add a page here once its commands are runnable as written).
-DOCS = ('README.md', 'docs/USAGE.md', 'docs/REPRODUCE.md', 'docs/PARITY.md', 'docs/CHECKPOINTS.md',
+DOCS = ('README.md', 'docs/USAGE.md', 'docs/REPRODUCE.md', 'docs/PARITY.md', 'docs/CHECKPOINTS.md', 'docs/SCALING.md',
         'docs/ARCHITECTURE.md', 'docs/METHODS.md')
 PYTHON = re.compile(r'(.*/)?python(3(\.\d+)?)?$')
 OPERATOR = re.compile(r'[;&|<>()]+$')

@@ -60,8 +60,8 @@ EXPECTED = {
     'sine_k5_maml_5steps': ('cls_5.mbs_25.ubs_5.numstep5.updatelr0.01nonorm', 70000, []),
     'sine_k5_msl_5steps': ('cls_5.mbs_25.ubs_5.numstep5.updatelr0.01nonorm.multi_step_loss', 70000, []),
     'anil_omniglot_5w1s': ('cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm.anil', 60000, []),
-    'mamlpp_omniglot_5w1s': ('cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm.lslr.per_step_bn.per_step_bn_stats'
-                             '.cosine_meta_lr', 60000, []),
+    'mamlpp_omniglot_5w1s': ('cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm.lslr.per_step_bn.cosine_meta_lr',
+                             60000, []),
     # Reptile: README flags (Omniglot 100000 / 200000 meta-iterations), column after 50 evaluation steps
     'reptile_omniglot_5w1s': (R5 + 'ubs_1' + R5_REST, 100000, [50]),
     'reptile_omniglot_5w5s': (R5 + 'ubs_5' + R5_REST, 100000, [50]),
@@ -164,7 +164,8 @@ def test_flags_are_the_papers_settings(name, tmp_path):
     if name.startswith(('mamlpp_mini', 'sine_k5_mamlpp')):
         assert (config.multi_step_loss, config.lslr) == (True, True)
     if name == 'mamlpp_omniglot_5w1s':   # one inner step: the switches that act there
-        assert (config.lslr, config.per_step_bn, config.per_step_bn_stats, config.cosine_meta_lr) == (True,) * 4
+        assert (config.lslr, config.per_step_bn, config.per_step_bn_stats, config.cosine_meta_lr) == (
+            True, True, False, True)
     assert config.multi_step_loss == name.startswith(('mamlpp_mini', 'sine_k5_mamlpp', 'sine_k5_msl'))
     test = reproduce.parse_config(reproduce.test_flags(e, reproduce.train_flags(e, str(tmp_path))))
     assert (test.train, test.test_set) == (False, not name.startswith('sine'))
