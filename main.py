@@ -249,6 +249,10 @@ def check_config(config, explicit=()):
     why = distribute_lib.unsupported(c)
     if why:
         raise UsageError(why)
+    if c.per_step_bn_stats and c.num_updates == 1:   # docs/RESULTS.md, 2026-12-06: chance accuracy on Omniglot
+        raise UsageError('--per_step_bn_stats with --num_updates=1 normalises evaluation with one row of running '
+                         'statistics that mixes the passes before and after the inner step (it evaluated at chance '
+                         'on Omniglot); drop --per_step_bn_stats or train with --num_updates of 2 or more')
     if (c.tf1_checkpoint or c.export_tf1) and config_lib.learner_fields(c):
         raise UsageError('--tf1_checkpoint / --export_tf1 read and write the original\'s variables only; the MAML++ '
                          'switches add others: drop the TF1 flag or the switches')

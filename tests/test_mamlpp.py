@@ -306,6 +306,15 @@ def test_per_step_bn_stats_needs_batch_norm():
         mamlpp.MAMLPlusPlus(1, 1, 2, _sine_config(norm='layer_norm', per_step_bn_stats=True))
 
 
+def test_per_step_bn_stats_with_one_inner_step_is_refused():
+    """Its one row of running statistics mixes the support pass before the step and the query pass after it:
+    chance accuracy on Omniglot (docs/RESULTS.md), so main.py refuses it in one line."""
+    import main
+    with pytest.raises(main.UsageError, match=r'--per_step_bn_stats with --num_updates=1 .* drop --per_step_bn_stats'):
+        main.check_config(Config(datasource='omniglot', per_step_bn_stats=True, num_updates=1))
+    main.check_config(Config(datasource='omniglot', per_step_bn_stats=True, num_updates=2))
+
+
 # ---------------------------------------------------------------- resume
 LEARNERS = {
     'mamlpp': (mamlpp.MAMLPlusPlus, dict(multi_step_loss=True, multi_step_loss_epochs=2, first_order_epochs=0,
