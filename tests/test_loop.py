@@ -9,20 +9,11 @@ import tensorflow as tf
 
 import main
 from config import Config
+from test_learners import _variables
 
 # Intervals that put every kind of chunk boundary into a short run: summaries (a chunk starts there), saves,
 # prints and validation (a chunk ends there).
 INTERVALS = main.Intervals(summary=10, save=25, print=20, test_print=30)
-
-
-def _state(e):
-    values = {}
-    for name, obj in e.model.checkpoint_items().items():
-        for i, item in enumerate(tf.nest.flatten(obj)):
-            for j, var in enumerate([item] if isinstance(item, tf.Variable) else item.variables):
-                values[f'{name}/{i}/{j}/{var.name}'] = var.numpy().copy()
-    values['data'] = e.data_generator.get_state() if hasattr(e.data_generator, 'get_state') else None
-    return values
 
 
 def _events(exp_dir):
@@ -40,7 +31,7 @@ def _train(config, capsys):
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if not line.startswith('[maml-tf2]')]   # timings differ
     saved = sorted(os.path.basename(p) for p in glob.glob(os.path.join(e.exp_dir, 'model*.index')))
-    return _state(e), _events(e.exp_dir), lines, saved
+    return _variables(e), _events(e.exp_dir), lines, saved
 
 
 def _assert_same_run(config, tmp_path, capsys, steps=7):
