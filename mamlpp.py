@@ -14,16 +14,19 @@ of `metasgd.MetaSGD` and `anil.ANIL`, so every switch works with the three inner
   after it use row j; steps beyond `--num_updates` (evaluation runs 10 on Omniglot) reuse the last row, as
   do LSLR's rates.
 - `--per_step_bn_stats` (BNRS, `--norm=batch_norm`): per batch-norm layer a running mean and variance per
-  inner step ([N, C], zeros / ones), not trainable. Every meta-training step updates row j from the batch
-  statistics of inner step j's support pass and of the query pass after it (the latter only where the
-  released code runs it: every step while MSL is on, else the last), task after task, each as torch's
-  `momentum=0.1` update: mean <- 0.9 mean + 0.1 batch mean, variance <- 0.9 variance + 0.1 n/(n-1) batch
-  variance (n values per channel). Training always normalises with the batch's own statistics.
-  `evaluate` normalises step j's support pass and the query pass after it with row j's running
-  statistics (the paper's intent: BN "running statistics per step" used at inference) and changes none.
-  The released code keeps the same per-step statistics (and restores them after each evaluation task)
-  but hard-codes `F.batch_norm(training=True)`, so it never normalises with them (issues #3, #24): its
-  numbers are this repository's runs without the flag; this flag is the normalising variant.
+  number of inner updates the weights have had ([N+1, C], zeros / ones), not trainable: row k holds the passes
+  of the weights after k updates, the support pass of inner step k (k < N) and the query pass after step k-1
+  (k >= 1; only where the released code runs it: every step while MSL is on, else the last). Every
+  meta-training step updates each row, task after task, in the order of the passes, as torch's `momentum=0.1`
+  update: mean <- 0.9 mean + 0.1 batch mean, variance <- 0.9 variance + 0.1 n/(n-1) batch variance (n values
+  per channel). Training always normalises with the batch's own statistics. `evaluate` normalises every pass
+  of the weights after k updates with row min(k, N) and changes none (the paper's intent: BN "running
+  statistics per step" used at inference).
+  The released code indexes its per-step statistics by the inner step j, so that row j mixes the support
+  pass before update j+1 and the query pass after it; it can, because it hard-codes `F.batch_norm(training=
+  True)` and never normalises with them (issues #3, #24): its numbers are this repository's runs without
+  the flag. Normalising with such mixed rows evaluated at chance on Omniglot (docs/RESULTS.md), hence the
+  rows by update count here: this flag is the normalising variant.
 - `--cosine_meta_lr` (CA): meta lr = min + (meta_lr - min) (1 + cos(pi epoch / epochs)) / 2 per epoch,
   epochs = ceil(metatrain_iterations / iterations_per_epoch), as torch's CosineAnnealingLR stepped per epoch.
 - An epoch is `--iterations_per_epoch` meta-iterations; `iteration` (a checkpointed variable) counts them.
@@ -77,7 +80,7 @@ class MAMLPlusPlus(maml.MAML):
 
     Extra state: `inner_lrs` {weight key: variable} (LSLR rates [N]; Meta-SGD's alphas), meta-learned with the
     weights (in `meta_variables` as 'lslr/<key>' / 'alpha/<key>'), `iteration`, the meta-iterations done, and
-    `bn_stats` {'<scope>/running_mean' | '<scope>/running_variance': [N, C] variable} (--per_step_bn_stats).
+    `bn_stats` {'<scope>/running_mean' | '<scope>/running_variance': [N+1, C] variable} (--per_step_bn_stats).
     """
     inner_lr_prefix = 'lslr'
 
@@ -108,7 +111,7 @@ class MAMLPlusPlus(maml.MAML):
                     scope, width = k[:-len('/beta')], v.shape[-1]
                     for name, init in (('running_mean', tf.zeros), ('running_variance', tf.ones)):
                         self.bn_stats[scope + '/' + name] = tf.Variable(
-                            init([self.num_steps, width], dtype), trainable=False, name=scope + '/' + name)
+                            init([self.num_steps + 1, width], dtype), trainable=False, name=scope + '/' + name)
         self._bn_step = 0                          # the row of the per-step norm weights `forward` uses
         self._stats_row = 0                        # the row of the running statistics `forward` uses
         self._bn_eval = False                      # set while evaluation is traced: normalise with bn_stats
@@ -164,17 +167,18 @@ class MAMLPlusPlus(maml.MAML):
             self._query = True
 
     def step_forward(self, inp, weights, step):
-        """`forward` with row `step` of the per-step norm weights (--per_step_bn) and running statistics
-        (--per_step_bn_stats: normalising with them in evaluation, logging the batch's moments in a meta-step)."""
+        """`forward` with row `step` of the per-step norm weights (--per_step_bn) and the running statistics of
+        the weights' update count (--per_step_bn_stats: step's support pass, `step` updates; the query pass after
+        it, `step`+1), normalising with them in evaluation, logging the batch's moments in a meta-step."""
         row = min(step, self.num_steps - 1)
         self._bn_step = row if self.config.per_step_bn else 0
-        self._stats_row = row
+        self._stats_row = min(step + self._query, self.num_steps)
         if self._bn_log is not None:
             self._moments = {}
         try:
             out = self.forward(inp, weights)
             if self._bn_log is not None:
-                self._bn_log.append((row, self._query, self._moments))
+                self._bn_log.append((self._stats_row, self._query, self._moments))
             return out
         finally:
             self._bn_step = self._stats_row = 0
@@ -193,7 +197,7 @@ class MAMLPlusPlus(maml.MAML):
 
     def metalearn(self, inputa, labela, inputb, labelb, num_updates):
         """MAML's evaluation forward (`evaluate` runs it), normalising with the running statistics under
-        --per_step_bn_stats (row j at inner step j and the query pass after it; the last row beyond N)."""
+        --per_step_bn_stats (row k for the weights after k updates; the last row, N, beyond N)."""
         self._bn_eval = True
         try:
             return super().metalearn(inputa, labela, inputb, labelb, num_updates)
@@ -203,18 +207,17 @@ class MAMLPlusPlus(maml.MAML):
     # ---------------------------------------------------------------- running statistics
     def update_running_stats(self, log, msl):
         """Assigns `bn_stats` from a meta-step's `log` [(row, query?, {scope: [(mean, variance, count)]})] (in
-        the order of the passes, task groups one after the other): row j takes, task after task, the support
-        pass of inner step j then the query pass after it if the step's objective used it (every step with
-        MSL on, else the last), each update r <- (1 - m) r + m s with m = BN_MOMENTUM and s the batch mean
-        or n/(n-1) times its biased variance; the K sequential updates in closed form
-        r (1 - m)^K + sum_k m (1 - m)^(K-1-k) s_k."""
+        the order of the passes, task groups one after the other): row k takes, task after task and in the
+        order they ran, the support pass of inner step k and the query pass after step k-1 if the step's
+        objective used it (every step with MSL on, else the last), each update r <- (1 - m) r + m s with
+        m = BN_MOMENTUM and s the batch mean or n/(n-1) times its biased variance; the K sequential updates
+        in closed form r (1 - m)^K + sum_k m (1 - m)^(K-1-k) s_k."""
         m = BN_MOMENTUM
-        last = self.config.num_updates - 1
-        for row in range(self.num_steps):
+        for row in range(self.num_steps + 1):
+            kinds = [q for q in dict.fromkeys(e[1] for e in log if e[0] == row)   # the passes' order
+                     if not q or msl or row == self.num_steps]
             for scope in dict.fromkeys(k.rsplit('/', 1)[0] for k in self.bn_stats):
-                passes = [[e[2][scope][0] for e in log if e[0] == row and e[1] == query] for query in (False, True)]
-                if not (msl or row == last):
-                    passes = passes[:1]
+                passes = [[e[2][scope][0] for e in log if e[0] == row and e[1] == query] for query in kinds]
                 for i, (name, unbias) in enumerate((('running_mean', False), ('running_variance', True))):
                     per_pass = []
                     for moments in passes:
