@@ -108,6 +108,8 @@ class Experiment:
     paper_source: str = ''     # where in the paper the numbers are (which paper, for learners beyond MAML)
     steps: tuple = ()          # inner steps the report shows where the paper has no number
     paper_spread: str = ''     # what the paper's ± is where it is not a 95% CI over test tasks ('' if it is)
+    trained_by: str = ''       # the experiment whose trained model this one tests ('' : its own training)
+    test_changes: tuple = ()   # flags the test adds or replaces (e.g. another K) beyond --train=False
 
     @property
     def datasource(self):
@@ -182,6 +184,16 @@ def _omniglot(ways, shots, conv=True):
     flags = (('--datasource=omniglot', f'--num_classes={ways}', '--metatrain_iterations=60000')
              + flags + (f'--update_batch_size={shots}',) + (() if conv else ('--conv=False',)) + ('--seed=0',))
     return Experiment(name, title, flags, (PaperResult(step, *paper),), 'Table 1')
+
+
+def _omniglot_from_1shot(conv=True):
+    """The original author's protocol for Omniglot 5-way 5-shot (cbfinn/maml issue #3): the 1-shot model
+    (omniglot_5w1s / omniglot_fc_5w1s, not trained again) tested with 5 examples per class in the inner loop
+    (`--update_batch_size=5 --train_update_batch_size=1`); the paper's 5-shot number beside it."""
+    shot1, shot5 = _omniglot(5, 1, conv), _omniglot(5, 5, conv)
+    return dataclasses.replace(shot1, name=shot5.name + '_from1s', paper=shot5.paper, trained_by=shot1.name,
+                               title=shot5.title + ', the 1-shot model tested 5-shot (the author\'s protocol)',
+                               test_changes=('--update_batch_size=5', '--train_update_batch_size=1'))
 
 
 def _mini(shots, first_order=False):
@@ -363,6 +375,7 @@ EXPERIMENTS = {e.name: e for e in (
     [_sine(k, kind) for k in (5, 10, 20) for kind in ('maml', 'pretrained', 'oracle')]
     + [_omniglot(w, s) for w in (5, 20) for s in (1, 5)]
     + [_omniglot(5, s, conv=False) for s in (1, 5)]
+    + [_omniglot_from_1shot(conv) for conv in (True, False)]
     + [_mini(s, fo) for s in (1, 5) for fo in (False, True)]
     + [_sine_inner(kind) for kind in ('mamlpp', 'metasgd', 'maml_5steps', 'msl_5steps')]
     + [_omniglot_inner(m) for m in ('anil', 'mamlpp')]
@@ -442,8 +455,10 @@ def train_flags(experiment, logdir, data_dir='', iterations=None, smoke=False, s
 
 
 def test_flags(experiment, train):
-    """main.py's test flags: the training flags and --train=False (--test_set=True for classification)."""
-    return train + ['--train=False'] + ([] if experiment.datasource == 'sinusoid' else ['--test_set=True'])
+    """main.py's test flags: the training flags, the experiment's `test_changes` and --train=False
+    (--test_set=True for classification)."""
+    test = _with(train, **dict(f[2:].split('=', 1) for f in experiment.test_changes))
+    return test + ['--train=False'] + ([] if experiment.datasource == 'sinusoid' else ['--test_set=True'])
 
 
 def parse_config(flags):
@@ -614,11 +629,18 @@ def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=
     with `seed`) when it starts and completed when it ends: phase, command, start, end, wall
     seconds, exit status, load average, iterations before, after and aimed at (train) or the
     checkpoint tested (test). `planned_iterations` is the paper's count (the smoke count for a
-    smoke run), whatever `iterations` says.
+    smoke run), whatever `iterations` says. An experiment `trained_by` another runs that one first (its
+    training and test, recorded in its own folder) and then only tests its model, recording the test here.
     """
-    logdir = run_folder(logdir_root, experiment.name, seed)
+    logdir = model_logdir = run_folder(logdir_root, experiment.name, seed)
     label = experiment.name if seed is None else f'{experiment.name}/seed{seed}'
-    train = train_flags(experiment, logdir, data_dir, iterations, smoke, seed)
+    if experiment.trained_by:   # another experiment's model: train (and test) that one first, in its folder
+        model_logdir = run_folder(logdir_root, experiment.trained_by, seed)
+        trained = run_experiment(EXPERIMENTS[experiment.trained_by], logdir_root, data_dir, iterations, smoke, echo,
+                                 seed)
+        if trained not in (0, EXIT_DIVERGED):
+            return trained
+    train = train_flags(experiment, model_logdir, data_dir, iterations, smoke, seed)
     test = test_flags(experiment, train)
     config = parse_config(train)
     test_config = parse_config(test)
@@ -664,7 +686,9 @@ def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=
     trains = [s for s in record['sessions'] if s.get('phase') == 'train']
     diverged = bool(trains) and trains[-1].get('returncode') == EXIT_DIVERGED and \
         trains[-1].get('iterations_after') == done
-    if done >= total:
+    if experiment.trained_by:
+        diverged = trained == EXIT_DIVERGED
+    elif done >= total:
         print(f'[reproduce] {label}: trained ({done} of {total} iterations), not training again',
               flush=True)
     elif diverged:   # seeded: training again from the same checkpoint diverges again

@@ -49,6 +49,9 @@ EXPECTED = {
     'omniglot_20w5s': ('cls_20.mbs_16.ubs_5.numstep5.updatelr0.1batchnorm', 60000, [5]),
     'omniglot_fc_5w1s': ('cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm', 60000, [3]),
     'omniglot_fc_5w5s': ('cls_5.mbs_32.ubs_5.numstep1.updatelr0.4batchnorm', 60000, [3]),
+    # the author's 5-shot protocol: the 1-shot model (its folder name) tested with K = 5
+    'omniglot_5w5s_from1s': ('cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm', 60000, [3]),
+    'omniglot_fc_5w5s_from1s': ('cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm', 60000, [3]),
     'mini_5w1s': ('cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolbatchnorm', 60000, [10]),
     'mini_5w1s_fo': ('cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolstopgradbatchnorm', 60000, [10]),
     'mini_5w5s': ('cls_5.mbs_2.ubs_5.numstep5.updatelr0.01hidden32maxpoolbatchnorm', 60000, [10]),
@@ -180,6 +183,7 @@ def test_paper_numbers():
         'omniglot_5w1s': [(3, '98.7', '0.4')], 'omniglot_5w5s': [(3, '99.9', '0.1')],
         'omniglot_20w1s': [(5, '95.8', '0.3')], 'omniglot_20w5s': [(5, '98.9', '0.2')],
         'omniglot_fc_5w1s': [(3, '89.7', '1.1')], 'omniglot_fc_5w5s': [(3, '97.5', '0.6')],
+        'omniglot_5w5s_from1s': [(3, '99.9', '0.1')], 'omniglot_fc_5w5s_from1s': [(3, '97.5', '0.6')],
         'mini_5w1s': [(10, '48.70', '1.84')], 'mini_5w1s_fo': [(10, '48.07', '1.75')],
         'mini_5w5s': [(10, '63.11', '0.92')], 'mini_5w5s_fo': [(10, '63.15', '0.91')],
         'reptile_omniglot_5w1s': [(50, '95.39', '0.09')], 'reptile_omniglot_5w5s': [(50, '98.90', '0.10')],
@@ -324,16 +328,23 @@ def check_smoke_run(root, name, data_dir='', seed=None):
     import config as config_lib
     e = reproduce.EXPERIMENTS[name]
     exp_string = config_lib.exp_string(reproduce.parse_config(reproduce.train_flags(e, 'L', smoke=True)))
-    folder = reproduce.run_folder(root, name, seed)
+    folder = model_folder = reproduce.run_folder(root, name, seed)
     with open(os.path.join(folder, 'run.json')) as f:
         record = json.load(f)
-    assert [(s['phase'], s['returncode']) for s in record['sessions']] == [('train', 0), ('test', 0)]
-    train, test = record['sessions']
-    assert (train['iterations_before'], train['iterations_after'], train['target_iterations']) == (0, 2, 2)
+    if e.trained_by:   # the other experiment's run, then only the test of its model here
+        check_smoke_run(root, e.trained_by, data_dir, seed)
+        model_folder = reproduce.run_folder(root, e.trained_by, seed)
+        assert [(s['phase'], s['returncode']) for s in record['sessions']] == [('test', 0)]
+        test = record['sessions'][0]
+    else:
+        assert [(s['phase'], s['returncode']) for s in record['sessions']] == [('train', 0), ('test', 0)]
+        train, test = record['sessions']
+        assert (train['iterations_before'], train['iterations_after'], train['target_iterations']) == (0, 2, 2)
     assert record['planned_iterations'] == 2
     assert (test['checkpoint'], test['iterations'], test['test_tasks']) == ('model1', 2, 10)
-    assert record['smoke'] is True and record['exp_dir'] == os.path.join(os.path.relpath(folder, root), exp_string)
-    flags = reproduce.train_flags(e, folder, data_dir, smoke=True, seed=seed)
+    assert record['smoke'] is True and record['exp_dir'] == os.path.join(os.path.relpath(model_folder, root),
+                                                                         exp_string)
+    flags = reproduce.train_flags(e, model_folder, data_dir, smoke=True, seed=seed)
     assert record['train_command'] == reproduce.shown_command(flags, 10)
     assert record['test_command'] == reproduce.shown_command(reproduce.test_flags(e, flags), 10)
     assert record['machine']['logical_cpus'] == os.cpu_count()
@@ -347,7 +358,7 @@ def check_smoke_run(root, name, data_dir='', seed=None):
     np.testing.assert_allclose(values[2], 1.96 * rows.std(0) / np.sqrt(10), rtol=1e-5)
     if e.metric == 'accuracy':
         assert np.all((rows >= 0) & (rows <= 1))
-    for phase in ('train', 'test'):
+    for phase in ('test',) if e.trained_by else ('train', 'test'):
         assert os.path.getsize(os.path.join(folder, phase + '.log')) > 0
     return record
 
@@ -507,3 +518,33 @@ def test_a_diverged_training_is_a_result_tested_at_its_last_checkpoint(tmp_path,
     spec.loader.exec_module(report)
     e = reproduce.EXPERIMENTS['sine_k5_maml']
     assert [report.collect(e, str(tmp_path), seed)['diverged'] for seed in (0, 1)] == [True, False]
+
+
+def test_the_authors_5shot_protocol_tests_the_1shot_model(tmp_path, monkeypatch):
+    """omniglot_5w5s_from1s trains (and tests) omniglot_5w1s in its folder, then tests that model with K = 5 and
+    --train_update_batch_size=1, recording the test in its own run.json; report.py reads that test's CSV."""
+    done, calls = {}, []
+
+    def fake_phase(argv, log_path, echo):
+        calls.append((os.path.relpath(log_path, tmp_path), [a for a in argv if a.startswith(
+            ('--update_batch_size', '--train_update_batch_size', '--logdir'))]))
+        if os.path.basename(log_path) == 'train.log':
+            done[os.path.dirname(log_path)] = 60000
+        return 0
+
+    def fake_done(directory):
+        n = next((v for k, v in done.items() if directory.startswith(k)), 0)
+        return (n, os.path.join(directory, f'model{n - 1}')) if n else (0, None)
+    monkeypatch.setattr(reproduce, '_run_phase', fake_phase)
+    monkeypatch.setattr(reproduce, 'iterations_done', fake_done)
+    assert reproduce.main(['omniglot_5w5s_from1s', '--seeds', '3', '--logdir_root', str(tmp_path)]) == 0
+    model = f'--logdir={tmp_path}/omniglot_5w1s/seed3'
+    assert calls == [('omniglot_5w1s/seed3/train.log', ['--update_batch_size=1', model]),
+                     ('omniglot_5w1s/seed3/test.log', ['--update_batch_size=1', model]),
+                     ('omniglot_5w5s_from1s/seed3/test.log',
+                      ['--update_batch_size=5', model, '--train_update_batch_size=1'])]
+    with open(tmp_path / 'omniglot_5w5s_from1s' / 'seed3' / 'run.json') as f:
+        record = json.load(f)
+    assert [s['phase'] for s in record['sessions']] == ['test']
+    assert record['exp_dir'] == 'omniglot_5w1s/seed3/cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm'
+    assert record['test_csv'] == record['exp_dir'] + '/test_ubs5_stepsize0.4.csv'
