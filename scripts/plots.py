@@ -4,6 +4,7 @@
     python scripts/plots.py fits   --maml EXP_DIR --pretrained EXP_DIR [--k 5 10] [--seed 0] --out FILE.png
     python scripts/plots.py mse    --run LABEL=EXP_DIR [--run ...] [--oracle EXP_DIR] --out FILE.png
     python scripts/plots.py curves --run EXP_DIR [--smooth 10] --out FILE.png
+    python scripts/plots.py curves --run LABEL=EXP_DIR --run LABEL=EXP_DIR [...] --out FILE.png
     python scripts/plots.py [all]  [--logs logs] [--out FOLDER]     (default <logs>/figures)
 
 EXP_DIR is one run's `<logdir>/<exp_string>` folder, as main.py writes it. Nothing is written into
@@ -20,7 +21,9 @@ docs/ unless asked: `--out docs/figures` redraws the committed figures.
   curves  pre- and post-update loss (and accuracy) against the iteration from the run's
           TensorBoard event files (metatrain_ solid, metaval_ dashed), one PNG per run; the
           faint lines are the raw values (every 100 iterations), the solid ones their running
-          mean over --smooth points.
+          mean over --smooth points. With several --run LABEL=EXP_DIR: one figure, a colour per
+          run, the post-update accuracy (loss for regression) after the last logged step, training
+          solid, validation dashed (learners side by side from the same seed).
   all     (the default) every run under --logs into the folder --out (default <logs>/figures):
           run folders (event files, test results or a checkpoint) in any of the layouts
           `<logs>/<exp_string>/` (main.py --logdir=<logs>; named by exp_string),
@@ -526,6 +529,41 @@ def curves_figure(exp_dir, title=None, smooth=10):
     return fig
 
 
+def compare_figure(runs, smooth=10):
+    """Several runs' learning curves in one figure [(label, exp_dir)]: a panel per quantity the runs logged
+    (accuracy in % for classification, else loss on a log scale), a colour per run, its post-update value after
+    the last logged inner step on meta-training tasks (solid) and meta-validation tasks (dashed, when logged),
+    each the running mean over `smooth` summary points. For learners side by side from the same seed. Raises
+    UsageError for a folder without metatrain_ summaries."""
+    plt = _pyplot()
+    data = []
+    for label, exp_dir in runs:
+        scalars = read_scalars(exp_dir) if event_files(exp_dir) else {}
+        if 'metatrain_Pre-update_loss' not in scalars:
+            raise UsageError(f'no metatrain_ summaries in {exp_dir}; pass run folders main.py trained with --log=True')
+        data.append((label, exp_dir, scalars))
+    what = 'accuracy' if all('metatrain_Pre-update_accuracy' in s for _, _, s in data) else 'loss'
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    for (label, exp_dir, scalars), color in zip(data, plt.rcParams['axes.prop_cycle'].by_key()['color'] * 4):
+        for prefix, ls, split in (('metatrain_', '-', 'training'), ('metaval_', '--', 'validation')):
+            steps = post_steps(scalars, prefix, what)
+            if not steps:
+                continue
+            x, v = scalars[f'{prefix}Post-update_{what}__step_{steps[-1]}']
+            v = 100.0 * v if what == 'accuracy' else v
+            ax.plot(x, running_mean(v, max(1, min(smooth, len(v) // 5))), color=color, ls=ls,
+                    label=f'{label}, {split} (step {steps[-1]})')
+    ax.set_xlabel('iteration')
+    ax.set_ylabel('post-update accuracy (%)' if what == 'accuracy' else 'post-update loss')
+    if what == 'loss':
+        ax.set_yscale('log')
+    ax.legend(fontsize=7)
+    ax.set_title(f'{describe(data[0][1])}: post-update {what}, meta-training (solid) and meta-validation (dashed) '
+                 f'tasks,\nrunning mean over {smooth} summary points', fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def fits(maml, pretrained, out, ks=(5, 10), seed=0):
     """Writes the fits figure of the runs `maml` and `pretrained` (a row per K in `ks`) to `out`; returns `out`."""
     return _save(fits_figure([(k, [('MAML', maml), ('pretrained', pretrained)]) for k in ks], seed), out)
@@ -542,6 +580,11 @@ def mse(runs, out, oracle=None, accuracy=False):
 def curves(exp_dir, out, title=None, smooth=10):
     """Writes the learning curves of the run in `exp_dir` to `out`; returns `out`."""
     return _save(curves_figure(exp_dir, title, smooth), out)
+
+
+def compare(runs, out, smooth=10):
+    """Writes the curves of `runs` [(label, exp_dir)] in one figure (compare_figure) to `out`; returns `out`."""
+    return _save(compare_figure(runs, smooth), out)
 
 
 # ------------------------------------------------------------------------------------ all
@@ -651,7 +694,7 @@ def parse_args(argv):
     p.add_argument('--maml', help='fits: the MAML run folder <logdir>/<exp_string>')
     p.add_argument('--pretrained', help='fits: the pretrained-baseline run folder')
     p.add_argument('--run', action='append', default=[],
-                   help='mse: [LABEL=]EXP_DIR (repeat); curves: EXP_DIR')
+                   help='mse: [LABEL=]EXP_DIR (repeat); curves: EXP_DIR, or [LABEL=]EXP_DIR repeated (one figure)')
     p.add_argument('--oracle', help='mse: the oracle run folder (optional)')
     p.add_argument('--accuracy', action='store_true', help='mse: the results are accuracies (classification)')
     p.add_argument('--k', type=int, nargs='+', default=[5, 10], help='fits: K values, one row each')
@@ -664,8 +707,8 @@ def parse_args(argv):
         p.error('fits needs --maml EXP_DIR and --pretrained EXP_DIR')
     if args.command == 'mse' and not args.run:
         p.error('mse needs at least one --run [LABEL=]EXP_DIR')
-    if args.command == 'curves' and len(args.run) != 1:
-        p.error('curves needs exactly one --run EXP_DIR')
+    if args.command == 'curves' and not args.run:
+        p.error('curves needs --run EXP_DIR (or several --run LABEL=EXP_DIR)')
     if any(k < 1 for k in args.k) or args.smooth < 1:
         p.error('--k and --smooth must be >= 1')
     for path in [args.maml, args.pretrained, args.oracle] + [_labelled(r)[1] for r in args.run]:
@@ -688,6 +731,8 @@ def main(argv=None):
             written = [fits(args.maml, args.pretrained, args.out, tuple(args.k), args.seed)]
         elif args.command == 'mse':
             written = [mse([_labelled(r) for r in args.run], args.out, args.oracle, args.accuracy)]
+        elif args.command == 'curves' and len(args.run) > 1:
+            written = [compare([_labelled(r) for r in args.run], args.out, args.smooth)]
         elif args.command == 'curves':
             written = [curves(args.run[0], args.out, smooth=args.smooth)]
         else:

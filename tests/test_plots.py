@@ -267,6 +267,40 @@ def test_curves_figure_sinusoid_and_classification(logs, tmp_path):
     assert loss_ax.get_yscale() == 'log'
 
 
+def _classification_run(folder, post, steps=1):
+    """Writes metatrain_ / metaval_ summaries of a 5-way run at iterations 0, 100, ..., 900 into `folder`, post-update
+    accuracy `post` after each of `steps` steps; returns the folder."""
+    writer = tf.summary.create_file_writer(str(folder))
+    for itr in range(0, 1000, 100):
+        for prefix in ('metatrain_', 'metaval_'):
+            values = {'Pre-update loss': 1.6, 'Pre-update accuracy': 0.2}
+            for j in range(1, steps + 1):
+                values.update({f'Post-update loss, step {j}': 0.5, f'Post-update accuracy, step {j}': post})
+            main._write_scalars(writer, prefix, {k: tf.constant(v) for k, v in values.items()}, itr)
+    writer.close()
+    return str(folder)
+
+
+def test_curves_of_several_runs_in_one_figure(tmp_path):
+    """Learners side by side: a colour per run, its post-update accuracy (%) after its last logged step, training
+    solid and validation dashed."""
+    name = exp_string(Config(datasource='omniglot', update_batch_size=1, update_lr=0.4))
+    runs = [('MAML', _classification_run(tmp_path / 'a' / name, 0.75)),
+            ('ANIL', _classification_run(tmp_path / 'b' / name, 0.5, steps=3))]
+    fig = plots.compare_figure(runs, smooth=3)
+    (ax,) = fig.axes
+    assert _labels(ax) == ['MAML, training (step 1)', 'MAML, validation (step 1)', 'ANIL, training (step 3)',
+                           'ANIL, validation (step 3)']
+    assert [line.get_linestyle() for line in ax.lines] == ['-', '--', '-', '--']
+    assert ax.lines[0].get_color() == ax.lines[1].get_color() != ax.lines[2].get_color()
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [75.0] * 10)
+    np.testing.assert_allclose(ax.lines[3].get_ydata(), [50.0] * 10)
+    assert ax.get_ylabel() == 'post-update accuracy (%)'
+    out = tmp_path / 'compare.png'
+    assert plots.main(['curves', '--run', f'MAML={runs[0][1]}', '--run', f'ANIL={runs[1][1]}', '--out', str(out)]) == 0
+    _check_png(out)
+
+
 def test_running_mean():
     np.testing.assert_allclose(plots.running_mean([1, 2, 3, 4, 5], 2), [1, 1.5, 2.5, 3.5, 4.5])
     np.testing.assert_allclose(plots.running_mean([4.0], 10), [4.0])
@@ -288,6 +322,8 @@ def test_all_writes_every_figure_of_the_layout(logs, tmp_path, capsys):
     (['fits', '--maml', 'MISSING', '--pretrained', 'MISSING', '--out', 'OUT/f.png'], 'MISSING is not a folder'),
     (['fits', '--out', 'OUT/f.png'], 'fits needs --maml EXP_DIR and --pretrained EXP_DIR'),
     (['curves', '--run', 'LOGS', '--out', 'OUT/c.png'], 'no TensorBoard event files in'),
+    (['curves', '--run', 'A=LOGS/sine_k10_maml/*', '--run', 'B=LOGS', '--out', 'OUT/c.png'],
+     'no metatrain_ summaries in'),
     (['mse', '--run', 'LOGS/sine_k10_maml', '--out', 'OUT/m.png'], 'no test results'),
     (['fits', '--maml', 'LOGS/sine_k10_oracle/*', '--pretrained', 'LOGS/sine_k10_maml/*', '--out', 'OUT/f.png'],
      'is an oracle run'),
