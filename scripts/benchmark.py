@@ -15,6 +15,12 @@ Modes (default: eager function xla xla_loop tf1):
   reference(_xla) the per-task tf.map_fn path (`batched=False`), without / with XLA
   tf1            the original's graph rebuilt in tf.compat.v1 (map_fn over tasks, tf.gradients,
                  conv2d; `tf1_style_step`), timed here under the same load as the port
+  jax            the peer: the same step written as the JAX community writes it (scripts/jax_peer.py: one
+                 jax.jit over jax.vmap of the tasks, nested jax.grad, TF1's Adam by hand), one call per step,
+                 started from the port's initial weights; its meta-gradient is first checked against the port's
+                 (XLA, float32) on the same meta-batch (`jax_grad_rel_err`; a row whose check fails is an error)
+  jax_scan       the same, `--steps-per-execution` steps in one jitted lax.scan (the analogue of xla_loop)
+JAX is not a dependency of the port: without it the jax rows say "not installed" and the run goes on.
 
 For every setting and mode: the first call (trace + compile + one step), then `--warmup` untimed
 steps and `--repeats` timed ones (each `--iters` steps, result fetched to the host): the median
@@ -80,7 +86,9 @@ SETTINGS = collections.OrderedDict([
                      784, 5, 5, 5, None, 3)),
 ])
 DEFAULT_SETTINGS = ('a', 'a_fo', 'b', 'c', 'c_fo', 'd')
-MODES = ('eager', 'function', 'xla', 'xla_loop', 'reference', 'reference_xla', 'tf1')
+MODES = ('eager', 'function', 'xla', 'xla_loop', 'reference', 'reference_xla', 'tf1', 'jax', 'jax_scan')
+JAX_MODES = ('jax', 'jax_scan')
+JAX_GRAD_RTOL = 1e-4   # the JAX step's meta-gradient vs the port's (float32 rounding only: ~1e-7..1e-5 measured)
 DEFAULT_MODES = ('eager', 'function', 'xla', 'xla_loop', 'tf1')
 
 
@@ -266,6 +274,74 @@ def dispatch_costs(batch_arrays, xla, repeats):
     return float(np.median(calls)), float(np.median(copies))
 
 
+class _Value:   # what the timing loop reads from a step's result
+    def __init__(self, value):
+        self.value = value
+
+    def numpy(self):
+        import numpy as np
+        return np.asarray(self.value)
+
+
+def grad_rel_err(ours, theirs, batch_norm):
+    """max over variables of max|ours - theirs| / max|ours|; the pre-batch-norm biases `b1..b4` are left out
+    with batch norm (their exact gradient is 0: the normalisation cancels them, so both sides hold rounding)."""
+    import numpy as np
+    errs = {k: float(np.abs(np.asarray(theirs[k]) - ours[k]).max() / max(float(np.abs(ours[k]).max()), 1e-30))
+            for k in ours if not (batch_norm and k in ('b1', 'b2', 'b3', 'b4'))}
+    return max(errs.values()), errs
+
+
+def jax_step_function(setting, mode, model, arrays, steps_per_execution):
+    """(the callable timed, meta-iterations per call, {check fields}) of the JAX peer (scripts/jax_peer.py).
+
+    Starts from the port's initial weights and Adam state; before timing, checks that the peer's meta-gradient
+    on `arrays` equals the port's (the XLA step's float32 one): `jax_grad_rel_err` (max over variables of the
+    relative max-abs difference). The callable keeps the weights it updates, as the port's variables do."""
+    import numpy as np
+    import tensorflow as tf
+    import jax
+    import jax_peer
+    spec = jax_peer.Spec(setting.flags, setting.dim_input, setting.dim_output)
+    params = jax_peer.params_from(model)
+    port = tf.function(lambda *b: model.meta_gradients(*b)[1], jit_compile=True)
+    ours = {k: v.numpy() for k, v in port(*[tf.constant(a) for a in arrays]).items()}
+    _, (gw, gn) = jax_peer.meta_gradients(spec, params, arrays)
+    err, errs = grad_rel_err(ours, {**gw, **gn}, spec.batch_norm)
+    check = {'jax_grad_rel_err': err, 'jax_grad_rel_errs': errs, 'jax_version': jax.__version__}
+    if not err <= JAX_GRAD_RTOL:
+        raise AssertionError(f'the JAX meta-gradient differs from the port\'s by {err:.3g} relative (> {JAX_GRAD_RTOL})')
+    state = [params, jax_peer.adam_init(params)]
+    if mode == 'jax':
+        fn, per_call, inputs = jax_peer.make_step(spec), 1, [jax.device_put(a) for a in arrays]
+    else:
+        fn, per_call = jax_peer.make_scan(spec), steps_per_execution
+        inputs = [jax.device_put(np.stack([a] * steps_per_execution)) for a in arrays]
+
+    def step(*_):
+        state[0], state[1], loss = fn(state[0], state[1], *inputs)
+        return _Value(loss if mode == 'jax' else loss[-1])
+    return step, per_call, check
+
+
+def jax_dispatch_costs(batch_arrays, repeats):
+    """As `dispatch_costs`, for JAX: an empty jitted call on the device-resident inputs, `jax.device_put`."""
+    import numpy as np
+    import jax
+    import jax_peer
+    empty, inputs = jax_peer.empty_call(batch_arrays)
+    np.asarray(empty(*inputs))
+    calls, copies = [], []
+    for _ in range(max(repeats, 20)):
+        t0 = time.perf_counter()
+        np.asarray(empty(*inputs))
+        calls.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        jax.block_until_ready([jax.device_put(a) for a in batch_arrays])
+        copies.append(time.perf_counter() - t0)
+    return float(np.median(calls)), float(np.median(copies))
+
+
 def tf1_style_step(setting, seed=0):
     """A callable running one meta-train step of the original's graph, rebuilt here in tf.compat.v1.
 
@@ -365,13 +441,6 @@ def tf1_style_step(setting, seed=0):
     sess.run(tf.global_variables_initializer())
     feed = dict(zip(ph, arrays))
 
-    class _Value:   # what the timing loop reads from a step's result
-        def __init__(self, value):
-            self.value = value
-
-        def numpy(self):
-            return self.value
-
     def step(*_):
         return _Value(sess.run([train_op, meta_loss], feed)[1])
     return step
@@ -411,8 +480,15 @@ def run_one(name, mode, args):
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     load_start = loadavg()
     t0 = time.perf_counter()
+    check = {}
     if mode == 'tf1':   # graph mode: placement by TF's defaults
         step, batch, per_call = tf1_style_step(setting), [], 1
+    elif mode in JAX_MODES:
+        with tf.device(device):
+            model = build_model(setting, 'xla', args.task_groups)   # the initial weights and the reference gradient
+            arrays = make_batch(setting)
+            step, per_call, check = jax_step_function(setting, mode, model, arrays, args.steps_per_execution)
+            batch = []
     else:
         with tf.device(device):
             model = build_model(setting, mode, args.task_groups)
@@ -435,7 +511,7 @@ def run_one(name, mode, args):
             times.append((time.perf_counter() - t0) / args.iters / per_call)
             cpu_times.append((time.process_time() - c0) / args.iters / per_call)
         dispatch = dispatch_costs(arrays, mode != 'function', args.repeats) if mode in (
-            'function', 'xla', 'xla_loop') else None
+            'function', 'xla', 'xla_loop') else jax_dispatch_costs(arrays, args.repeats) if mode in JAX_MODES else None
     q1, median, q3 = (float(x) for x in np.percentile(times, [25, 50, 75]))
     if dispatch:   # per meta-iteration: a loop call pays them once for per_call iterations
         dispatch = {'dispatch_s': dispatch[0] / per_call, 'copy_s': dispatch[1],
@@ -457,7 +533,7 @@ def run_one(name, mode, args):
         'goal_met': (median <= tf1 / setting.goal) if tf1 else None,
         'post_update_loss_first_call': first_loss, 'finite': bool(np.isfinite(first_loss)),
         'loadavg_start': load_start, 'loadavg_end': loadavg(),
-        'task_groups': model.task_groups if mode != 'tf1' else None,
+        'task_groups': model.task_groups if mode not in ('tf1',) + JAX_MODES else None, **check,
         'xla_flags': os.environ.get('XLA_FLAGS', ''), 'code': args.code or REPO,
     }
 
@@ -485,6 +561,10 @@ def _in_child(args, name, mode, what):
 
 
 def _measure(args, name, mode, what):
+    if mode in JAX_MODES and what == 'time':
+        import jax_peer
+        if not jax_peer.available():   # not a dependency of the port: a row that says so, not an error
+            return {'setting': name, 'mode': mode, 'skipped': 'jax not installed'}
     if args.isolate or (mode == 'tf1' and not args._child):   # tf1 turns v2 behaviour off: own process
         return _in_child(args, name, mode, what)
     try:
@@ -524,15 +604,22 @@ def markdown(report):
              "original's graph rebuilt in compat.v1, same machine and load) / our median. CPU s = process CPU "
              'time per iteration (all threads).', '',
              'dispatch ms = an empty compiled call on the inputs (per iteration), copy ms = the host-to-device copy '
-             'of a meta-batch; share = (dispatch + copy) / median.', '',
+             'of a meta-batch; share = (dispatch + copy) / median. xla/this = the `xla` mode\'s median (one '
+             'compiled call per step) / this row\'s: the speed-up over it in the same run.', '',
              '| setting | mode | first call s | median s/iter | IQR s | min-max s | CPU s/iter | peak mem MB '
              '| TF1 s/iter | golden/ours | goal | tf1-rebuild/ours | GFLOP/iter | GFLOP/s | % of peak '
-             '| dispatch ms | copy ms | share |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+             '| dispatch ms | copy ms | share | xla/this |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    checks = []
     for r in report['results']:
-        if 'error' in r:
-            lines.append(f"| {r['setting']} | {r['mode']} | error: {r['error'][:160]} |" + ' |' * 15)
+        if 'error' in r or 'skipped' in r:
+            text = f"error: {r['error'][:160]}" if 'error' in r else r['skipped']
+            lines.append(f"| {r['setting']} | {r['mode']} | {text} |" + ' |' * 16)
             continue
+        if 'jax_grad_rel_err' in r:
+            checks.append(f"* {r['setting']} {r['mode']} (JAX {r['jax_version']}): the meta-gradient equals the "
+                          f"port's (XLA, float32) on the same weights and meta-batch to {r['jax_grad_rel_err']:.2g} "
+                          'relative (max over variables of max |difference| / max |port|)')
         goal = '-' if r['goal_met'] is None else \
             f"{'met' if r['goal_met'] else 'not met'} (<= {r['goal_s']:.3g})"
         lines.append(
@@ -541,7 +628,9 @@ def markdown(report):
             f"| {r['peak_memory_mb']:.0f} | {_fmt(r['tf1_s'])} | {_fmt(r['ratio_tf1_over_ours'])} | {goal} "
             f"| {_fmt(r.get('ratio_tf1_rebuild_over_ours'))} | {_fmt(r.get('gflop_per_iter'))} "
             f"| {_fmt(r.get('gflops'))} | {_fmt(r.get('pct_of_peak'), 2)} | {_ms(r.get('dispatch_s'))} "
-            f"| {_ms(r.get('copy_s'))} | {_pct(r.get('dispatch_share'))} |")
+            f"| {_ms(r.get('copy_s'))} | {_pct(r.get('dispatch_share'))} | {_fmt(r.get('ratio_xla_over_this'))} |")
+    if checks:
+        lines += ['', 'Correctness of the peer, checked before it was timed:'] + checks
     lines += ['', f"FLOPs: {report['flops_method']}.", '']
     ceiling = report.get('matmul_gflops')
     needs = {r['setting']: r for r in report['results'] if r.get('goal_gflops')}
@@ -609,6 +698,7 @@ def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
     sys.path.insert(0, REPO)
+    sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))   # jax_peer
     if args.code:
         sys.path.insert(0, os.path.abspath(args.code))
     if args._child:   # one measurement, result as one JSON line on stdout
@@ -649,14 +739,17 @@ def main(argv=None):
             if flops and r.get('goal_s'):
                 r['goal_gflops'] = flops / 1e9 / r['goal_s']   # the rate the goal needs
             report['results'].append(r)
-            msg = r.get('error') or (f"median {r['median_s']:.4g} s (IQR {r['iqr_s']:.2g}), first call "
+            msg = r.get('error') or r.get('skipped') or (f"median {r['median_s']:.4g} s (IQR {r['iqr_s']:.2g}), first call "
                                      f"{r['first_call_s']:.3g} s, TF1/ours {_fmt(r['ratio_tf1_over_ours'])}, "
                                      f"load {r['loadavg_end']}")
             print(f'{name} {mode}: {msg}', file=sys.stderr, flush=True)
         rebuild = [r for r in report['results'] if r['setting'] == name and r['mode'] == 'tf1' and 'median_s' in r]
+        xla = [r for r in report['results'] if r['setting'] == name and r['mode'] == 'xla' and 'median_s' in r]
         for r in report['results']:
             if rebuild and r['setting'] == name and 'median_s' in r:
                 r['ratio_tf1_rebuild_over_ours'] = rebuild[0]['median_s'] / r['median_s']
+            if xla and r['setting'] == name and 'median_s' in r:   # how much faster than one XLA call per step
+                r['ratio_xla_over_this'] = xla[0]['median_s'] / r['median_s']
     report['loadavg_end'] = loadavg()
     if args.json:
         _write(args.json, json.dumps(report, indent=1))

@@ -68,7 +68,10 @@ def test_sinusoid_all_fields(tmp_path):
     assert '| setting | mode |' in table and report['peak_assumption'] in table
     rows = [line for line in table.splitlines() if line.startswith('| d |')]
     assert [row.split('|')[2].strip() for row in rows[:3]] == ['xla', 'xla_loop', 'tf1']
-    assert rows[0].split('|')[-2].strip() == f"{100 * results['xla']['dispatch_share']:.0f} %"
+    assert rows[0].split('|')[-3].strip() == f"{100 * results['xla']['dispatch_share']:.0f} %"
+    assert rows[0].split('|')[-2].strip() == '1' and results['xla']['ratio_xla_over_this'] == 1
+    assert results['xla_loop']['ratio_xla_over_this'] == pytest.approx(
+        results['xla']['median_s'] / results['xla_loop']['median_s'])
     need = [cell.strip() for cell in rows[3].split('|')]   # what the goal needs, vs the peak and matmul rates
     goal_gflops = results['xla']['goal_gflops']
     assert len(rows) == 4 and need[2:8] == [
