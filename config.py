@@ -22,7 +22,7 @@ METHODS = {
 }
 PROTOCOLS = ('maml', 'reptile')
 INNER_LOOP = ('maml', 'metasgd', 'anil')          # the learners the MAML++ switches apply to
-DISTRIBUTE = ('none', 'mirrored')
+DISTRIBUTE = ('none', 'mirrored', 'multi_worker')
 PRECISIONS = ('float32', 'bfloat16', 'float16')
 
 
@@ -70,7 +70,7 @@ class Config:
     export_tf1: str = ''                 # write the weights as a TF1 checkpoint here (a prefix) at the end
     # ---- scaling (issue 16; distribute.py): none of these changes the experiment name or the checkpoints ----
     cpu_devices: int = 1                 # split the CPU into N logical devices (tests tf.distribute without a GPU)
-    distribute: str = 'none'             # none (one device, as always) or mirrored (the meta-batch over the local devices)
+    distribute: str = 'none'             # none (one device), mirrored (local devices), multi_worker (processes, TF_CONFIG)
     remat: bool = False                  # recompute each inner step's activations in the backward pass (less memory)
     precision: str = 'float32'           # float32, bfloat16 or float16 network compute; float32 weights and meta-gradient
     tf32: bool = False                   # let TensorFlow use TF32 for float32 products on Ampere+ GPUs

@@ -17,8 +17,23 @@
 
 So the weights after N meta-iterations equal the single-device ones up to summation order (tests/test_distribute.py:
 rtol 1e-5). Evaluation (the summaries, validation, `--train=False`) runs on the first device, as without it.
+
+`--distribute=multi_worker` is the same learner path over processes (on one or several machines) with
+`tf.distribute.MultiWorkerMirroredStrategy`, configured by the standard `TF_CONFIG` environment variable: the
+replica ids above are global (worker w's local replica l is w * L + l), every worker reads the same seeded data
+stream (so the same global meta-batch), and the meta-gradient is all-reduced over all of them. The strategy must
+exist before TensorFlow initialises its context (`start_multi_worker`, called by main.py at import time). Only
+the chief (`is_chief`: the task of type `chief`, or worker 0 without one) writes into --logdir.
 """
+import json
+import os
+
 CPU = 'CPU'
+TF_CONFIG = 'TF_CONFIG'
+JOBS = ('chief', 'worker')          # the task types multi_worker trains with
+EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", '
+           '"index": 0}}\'')
+_multi_worker = None                # this process's MultiWorkerMirroredStrategy (one per process)
 
 
 class Error(Exception):
@@ -59,17 +74,114 @@ def local_devices():
     return [d.name for d in (gpus or tf.config.list_logical_devices(CPU))]
 
 
+def tf_config(environ=None):
+    """(cluster {job: [host:port, ...]}, task type, task index) of `TF_CONFIG` in `environ` (default os.environ).
+
+    Raises Error (one line, '<what>; <how to fix>') when it is missing, not JSON, lacks `cluster` or `task`, has
+    jobs other than chief / worker, more than one chief, an address that is not host:port, or a task that is not
+    in the cluster."""
+    raw = (os.environ if environ is None else environ).get(TF_CONFIG, '').strip()
+    if not raw:
+        raise Error(f'--distribute=multi_worker needs the {TF_CONFIG} environment variable (the cluster and this '
+                    f'process\'s task); set it in every worker\'s environment, e.g. {EXAMPLE} ("index": 1 on the '
+                    f'second machine)')
+    try:
+        spec = json.loads(raw)
+    except ValueError as e:
+        raise Error(f'{TF_CONFIG} is not JSON ({e}); set it to e.g. {EXAMPLE}') from None
+    if not isinstance(spec, dict) or not isinstance(spec.get('cluster'), dict) or not spec['cluster'] \
+            or not isinstance(spec.get('task'), dict):
+        raise Error(f'{TF_CONFIG} needs a "cluster" (job -> host:port list) and a "task" (type, index); set it to '
+                    f'e.g. {EXAMPLE}')
+    cluster, task = spec['cluster'], spec['task']
+    for job, addresses in cluster.items():
+        if job not in JOBS:
+            raise Error(f'{TF_CONFIG} has a {job!r} job; --distribute=multi_worker trains with "worker" (and '
+                        f'optionally one "chief") tasks only: drop it from the cluster')
+        if not isinstance(addresses, list) or not addresses:
+            raise Error(f'{TF_CONFIG}\'s {job!r} job is not a list of host:port addresses; list them, e.g. '
+                        f'["host0:12345", "host1:12345"]')
+        for address in addresses:
+            host, _, port = str(address).rpartition(':')
+            if not host or not port.isdigit():
+                raise Error(f'{TF_CONFIG}\'s {job!r} job has the address {address!r}, not host:port; write e.g. '
+                            f'"host0:12345"')
+    if len(cluster.get('chief', [])) > 1:
+        raise Error(f'{TF_CONFIG} has {len(cluster["chief"])} chief tasks; keep one (or none: worker 0 is then the '
+                    f'chief)')
+    kind, index = task.get('type'), task.get('index', 0)
+    if kind not in cluster or not isinstance(index, int) or isinstance(index, bool) \
+            or not 0 <= index < len(cluster[kind]):
+        jobs = ', '.join(f'{job} 0..{len(a) - 1}' for job, a in cluster.items())
+        raise Error(f'{TF_CONFIG}\'s task {kind!r} {index!r} is not in its cluster ({jobs}); set "task" to this '
+                    f'process\'s own entry, e.g. {{"type": "worker", "index": 0}}')
+    return cluster, kind, index
+
+
+def num_workers(environ=None):
+    """How many processes train together under `TF_CONFIG` (chief + workers)."""
+    return sum(len(a) for a in tf_config(environ)[0].values())
+
+
+def is_chief(config, environ=None):
+    """Whether this process writes into --logdir: always without multi_worker; with it, the task of type chief,
+    or worker 0 when the cluster has no chief (TensorFlow's definition, multi_worker_util.is_chief)."""
+    if config.distribute != 'multi_worker':
+        return True
+    cluster, kind, index = tf_config(environ)
+    return kind == 'chief' or kind == 'worker' and index == 0 and 'chief' not in cluster
+
+
+def task_name(environ=None):
+    """'worker 1' / 'chief 0': this process's task in `TF_CONFIG`, for its messages."""
+    _, kind, index = tf_config(environ)
+    return f'{kind} {index}'
+
+
+def start_multi_worker():
+    """Creates this process's MultiWorkerMirroredStrategy from `TF_CONFIG` (once; returns it).
+
+    Must run before TensorFlow initialises its context (main.py calls it at import time): the strategy configures
+    the context's collective ops and starts this task's gRPC server; it waits there until every task of the
+    cluster has started. Raises Error for a bad TF_CONFIG or an already initialised context."""
+    global _multi_worker
+    if _multi_worker is None:
+        tf_config()
+        import tensorflow as tf
+        try:
+            _multi_worker = tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as e:
+            if 'program startup' not in str(e) and 'initialized' not in str(e):
+                raise
+            raise Error('--distribute=multi_worker: TensorFlow already initialised its context in this process, '
+                        'and MultiWorkerMirroredStrategy must be created before; run main.py as a fresh process')
+    return _multi_worker
+
+
 def make_strategy(config):
-    """The tf.distribute strategy of `config.distribute` ('mirrored': MirroredStrategy over `local_devices()`), or
-    None for 'none'. Raises Error when the meta-batch does not split evenly over the replicas."""
+    """The tf.distribute strategy of `config.distribute` ('mirrored': MirroredStrategy over `local_devices()`;
+    'multi_worker': `start_multi_worker()`), or None for 'none'. Raises Error when the meta-batch does not split
+    evenly over the replicas."""
     if config.distribute == 'none':
         return None
+    if config.distribute == 'multi_worker':
+        strategy = start_multi_worker()
+        check_divisible(config.meta_batch_size, strategy.num_replicas_in_sync)
+        return strategy
     import tensorflow as tf
     devices = local_devices()
     cross = tf.distribute.ReductionToOneDevice() if 'GPU' not in devices[0].upper() else None
     strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=cross)
     check_divisible(config.meta_batch_size, strategy.num_replicas_in_sync)
     return strategy
+
+
+def all_workers_range(strategy, value):
+    """(min, max) of the integer `value` over every replica of `strategy` (an all-gather: every worker must call
+    it, and every worker gets the same answer)."""
+    import tensorflow as tf
+    values = strategy.gather(strategy.run(lambda: tf.constant([value], tf.int64)), axis=0)
+    return int(tf.reduce_min(values)), int(tf.reduce_max(values))
 
 
 def check_divisible(meta_batch_size, replicas):
@@ -120,13 +232,14 @@ def distribute_learner(model, strategy):
             out, grads = own_gradients(model, a, la, b, lb, num_updates)
             return out.total_losses2 * scale, {k: g * scale for k, g in grads.items()}
 
-        def replica_fn(*batch):
-            rid = tf.distribute.get_replica_context().replica_id_in_sync_group
-            return replica_gradients(*(shard(t, replicas, rid) for t in batch))
+        def replica_fn(*batch):   # the global replica id: under multi_worker, worker w's replica l is w * L + l
+            context = tf.distribute.get_replica_context()
+            rid = context.replica_id_in_sync_group
+            out = replica_gradients(*(shard(t, replicas, rid) for t in batch))
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, out)   # one batched all-reduce of them all
 
-        losses, grads = strategy.run(replica_fn, args=(inputa, labela, inputb, labelb))
-        total_losses2 = strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
-        grads = strategy.reduce(tf.distribute.ReduceOp.SUM, grads, axis=None)
+        reduced = strategy.run(replica_fn, args=(inputa, labela, inputb, labelb))
+        total_losses2, grads = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], reduced)
         fields = dict.fromkeys(maml.MetaOutput._fields)
         return maml.MetaOutput(**dict(fields, total_losses2=total_losses2)), grads
 
@@ -154,5 +267,24 @@ def unsupported(config):
                 '--distribute')
     if config.pretrain_iterations or config.baseline:
         return '--distribute splits meta-training only; drop --pretrain_iterations / --baseline or --distribute'
+    if config.distribute == 'multi_worker' and config.cpu_devices != 1:
+        return ('--cpu_devices splits one process\'s CPU for --distribute=mirrored; multi_worker runs one CPU '
+                'device per worker process: drop --cpu_devices')
+    return None
+
+
+def cluster_problem(config, environ=None):
+    """Why `TF_CONFIG` (in `environ`, default os.environ) cannot run `config`'s --distribute=multi_worker (one line,
+    '<what>; <how to fix>'), or None; None without multi_worker. Apart from `unsupported` (the flags alone), so
+    that a documented command checks without a cluster. Training: the meta-batch must split over the workers."""
+    if config.distribute != 'multi_worker':
+        return None
+    try:
+        workers = num_workers(environ)
+    except Error as e:
+        return str(e)
+    if config.train and config.meta_batch_size % workers:
+        return (f'--meta_batch_size={config.meta_batch_size} does not split over the {workers} workers of '
+                f'{TF_CONFIG}; pass a multiple of {workers} (of the workers times each one\'s GPUs)')
     return None
 

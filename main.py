@@ -154,7 +154,9 @@ def define_flags(flag_values=FLAGS):
                          'TensorFlow starts), e.g. to run --distribute=mirrored without a GPU', **f)
     flags.DEFINE_string('distribute', d.distribute, 'none: one device (as always); mirrored: every meta-batch\'s '
                         'tasks split over the local GPUs (or --cpu_devices), meta-gradient all-reduced once per '
-                        'meta-iteration (tf.distribute.MirroredStrategy)', **f)
+                        'meta-iteration (tf.distribute.MirroredStrategy); multi_worker: the same over the processes '
+                        'of TF_CONFIG on one or several machines (MultiWorkerMirroredStrategy; the chief alone writes '
+                        'into --logdir)', **f)
     flags.DEFINE_bool('remat', d.remat, 'recompute each inner step\'s activations in the backward pass instead of '
                       'keeping them: peak memory grows slower with --num_updates, same meta-gradient, more compute', **f)
     flags.DEFINE_string('precision', d.precision, 'float32, bfloat16 or float16: the network\'s compute in both '
@@ -280,6 +282,16 @@ def check_config(config, explicit=()):
                          'give a number of iterations, or pass --train=False to test')
     if not c.logdir:
         raise UsageError('--logdir is empty; pass a directory for summaries and checkpoints')
+
+
+def check_cluster(config):
+    """Raises UsageError when --distribute=multi_worker cannot run with this process's TF_CONFIG (missing, not JSON,
+    no cluster / task, a task outside the cluster, a meta-batch that does not split over the workers). The
+    environment, not the flags: check_config does not read it."""
+    import distribute as distribute_lib
+    why = distribute_lib.cluster_problem(config)
+    if why:
+        raise UsageError(why)
 
 
 def run_config(config):
@@ -664,14 +676,16 @@ def prepare(config, explicit=()):
     Writes nothing. Raises UsageError (or data_generator.DataError) for anything the user can fix.
     """
     check_config(config, explicit)
+    check_cluster(config)
     import distribute as distribute_lib
-    try:   # before anything initialises TensorFlow's devices
+    rc = run_config(config)
+    try:   # before anything initialises TensorFlow's devices (multi_worker: main.py created it at import)
         if config.cpu_devices != 1:
             distribute_lib.split_cpu(config.cpu_devices)
         distribute_lib.set_tf32(config.tf32)
+        strategy = distribute_lib.make_strategy(rc) if rc.train else None
     except distribute_lib.Error as e:
         raise UsageError(str(e)) from None
-    rc = run_config(config)
     exp_dir = os.path.join(config.logdir, config_lib.exp_string(config))
     tf1_file = check_tf1_paths(config, exp_dir)
 
@@ -699,10 +713,6 @@ def prepare(config, explicit=()):
     # training on MiniImagenet; K + --num_query if given
     data_generator = data_lib.DataGenerator(data_lib.num_samples_per_class(rc), rc.meta_batch_size, rc,
                                             train_samples_per_class=train_samples_per_class(rc))
-    try:
-        strategy = distribute_lib.make_strategy(rc) if rc.train else None
-    except distribute_lib.Error as e:
-        raise UsageError(str(e)) from None
     with distribute_lib.scope(strategy):
         model = build_learner(rc, data_generator)
     distribute_lib.distribute_learner(model, strategy)
@@ -717,7 +727,21 @@ def prepare(config, explicit=()):
             print(f'[maml-tf2] {os.path.basename(model_file)} has no record of the flags it was trained with '
                   f'(written before maml-tf2 stored one), so they are not checked against these')
         experiment.start_itr = checkpointer.restore(model_file, restore_data=rc.train)
+    if rc.train and rc.distribute == 'multi_worker':
+        _check_same_start(experiment, strategy)
     return experiment
+
+
+def _check_same_start(experiment, strategy):
+    """Raises UsageError (on every worker alike) unless all workers restored the same iteration count: a worker
+    that does not see the chief's checkpoint (a --logdir that is not on a shared filesystem) would train other
+    weights and other iterations, and the all-reduces would stop matching."""
+    import distribute as distribute_lib
+    low, high = distribute_lib.all_workers_range(strategy, experiment.start_itr)
+    if low != high:
+        raise UsageError(f'the workers restored different checkpoints of {experiment.exp_dir} ({low} .. {high} '
+                         f'iterations done); resuming --distribute=multi_worker needs --logdir on a filesystem '
+                         f'every machine shares, or --resume=False on all of them')
 
 
 def _split(inputs, labels, rows_a):
@@ -921,11 +945,19 @@ def train(experiment, intervals=None, after_step=None):
     classification = rc.datasource != 'sinusoid'
     batches = _batches(e, train=True)
     val_batches = _batches(e, train=False) if classification else None
+    import distribute as distribute_lib
+    if not distribute_lib.is_chief(e.config):
+        _chief_ready(e, None)
+        return _train_not_chief(e, iv, total, classification, batches, val_batches, after_step)
     try:
-        os.makedirs(e.exp_dir, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f'cannot create {e.exp_dir} ({err.strerror}); choose another --logdir') from None
-    lock = RunLock(e.exp_dir).acquire()
+        try:
+            os.makedirs(e.exp_dir, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f'cannot create {e.exp_dir} ({err.strerror}); choose another --logdir') from None
+        lock = RunLock(e.exp_dir).acquire()
+    except UsageError as err:
+        _chief_ready(e, err)
+    _chief_ready(e, None)
     writer = None
     try:
         writer = tf.summary.create_file_writer(e.exp_dir) if rc.log else None
@@ -934,6 +966,38 @@ def train(experiment, intervals=None, after_step=None):
         if writer:
             writer.flush()
         lock.release()
+
+
+def _chief_ready(e, error):
+    """Raises `error` (the chief's, or None) on every --distribute=multi_worker worker alike: the chief tells them
+    whether it could take --logdir (folder, RunLock) before the first all-reduce, which would otherwise wait for
+    it. Without multi_worker: raises `error` if any."""
+    if e.run_config.distribute == 'multi_worker':
+        import distribute as distribute_lib
+        _, failed = distribute_lib.all_workers_range(e.model.strategy, int(error is not None))
+        if failed and error is None:
+            raise UsageError(f'the chief could not write into {e.exp_dir} (its own error says why); fix that and '
+                             f'start every worker again')
+    if error is not None:
+        raise error
+
+
+def _train_not_chief(e, iv, total, classification, batches, val_batches, after_step):
+    """train() on a --distribute=multi_worker worker other than the chief: the same steps (the all-reduces need
+    every worker), no summaries, no lock, and its checkpoints (TensorFlow's guidance: every worker saves) written
+    into a temporary directory outside --logdir, deleted at the end; the chief writes the run's."""
+    import shutil
+    import distribute as distribute_lib
+    task = distribute_lib.task_name()
+    e.checkpointer.directory = tempfile.mkdtemp(prefix='maml-tf2-' + task.replace(' ', '') + '-')
+    try:
+        done = _train_loop(e, iv, total, classification, batches, val_batches, None, after_step)
+    finally:
+        shutil.rmtree(e.checkpointer.directory, ignore_errors=True)
+        e.checkpointer.directory = e.exp_dir
+    print(f'[maml-tf2] {task} is not the chief: it wrote nothing into {e.config.logdir} (the chief writes the '
+          f'checkpoints and summaries)', flush=True)
+    return done
 
 
 PROGRESS_SECONDS = 30       # train(): a progress line at least this often between the original's prints
@@ -1034,8 +1098,11 @@ def _train_loop(e, iv, total, classification, batches, val_batches, writer, afte
     print(f'[maml-tf2] trained iterations {e.start_itr}..{itr} of {total} in {_duration(wall)} (first iteration of '
           f'each phase {compile_s:.1f}s{steady})')
     kept = ', '.join(os.path.basename(p) for p in e.checkpointer.kept)
-    print(f'[maml-tf2] checkpoint {prefix} (kept: {kept}; list in {os.path.join(e.exp_dir, CHECKPOINT_STATE)})'
-          + (f'; TensorBoard summaries in {e.exp_dir}' if writer else ''))
+    import distribute as distribute_lib
+    chief = distribute_lib.is_chief(e.config)
+    if chief:   # a multi_worker worker's own checkpoint is a temporary copy (_train_not_chief)
+        print(f'[maml-tf2] checkpoint {prefix} (kept: {kept}; list in {os.path.join(e.exp_dir, CHECKPOINT_STATE)})'
+              + (f'; TensorBoard summaries in {e.exp_dir}' if writer else ''))
     if prelosses:
         last_means = (np.mean(prelosses), np.mean(postlosses))
     if last_means and rc.method not in EPISODIC_TRAINING:
@@ -1045,7 +1112,9 @@ def _train_loop(e, iv, total, classification, batches, val_batches, writer, afte
         kind = 'accuracy' if classification else 'loss'
         print(f'[maml-tf2] last training summaries: pre-update {kind} {last_means[0]:.4f}, post-update {kind} '
               f'{last_means[1]:.4f}')
-    print('[maml-tf2] to test it: the same flags and --train=False (--test_set=True for the test split)', flush=True)
+    if chief:
+        print('[maml-tf2] to test it: the same flags and --train=False (--test_set=True for the test split)',
+              flush=True)
     return itr + 1
 
 
@@ -1144,6 +1213,11 @@ def test(experiment):
     apart. Returns the rows.
     """
     e, rc, model = experiment, experiment.run_config, experiment.model
+    import distribute as distribute_lib
+    if not distribute_lib.is_chief(e.config):
+        print(f'[maml-tf2] {distribute_lib.task_name()} is not the chief of --distribute=multi_worker: the chief '
+              f'tests and writes the results; nothing to do here', flush=True)
+        return None
     num_tasks = NUM_TEST_POINTS   # read here: scripts set main.NUM_TEST_POINTS for smoke runs
     if rc.protocol == 'reptile':
         num_tasks = rc.eval_samples
@@ -1254,7 +1328,8 @@ def run(config, explicit=(), intervals=None):
     for line in config_warnings(config):
         print('[maml-tf2] warning: ' + line)
     result = train(experiment, intervals) if config.train else test(experiment)
-    if config.export_tf1:
+    import distribute as distribute_lib
+    if config.export_tf1 and distribute_lib.is_chief(config):
         import tf1_checkpoint as tf1_lib
         print('[maml-tf2] wrote TF1 checkpoint ' + tf1_lib.export(experiment.model, config.export_tf1))
     return result
@@ -1283,16 +1358,21 @@ TF_NOISE = re.compile(r'^(WARNING: All log messages before absl::InitializeLog\(
                       r'|To enable the following instructions: .*)$')
 
 
-def import_tensorflow(verbose=False, cpu_devices=1):
+def import_tensorflow(verbose=False, cpu_devices=1, multi_worker=False):
     """Imports TensorFlow and initialises its devices; returns the module.
 
     Unless `verbose`: sets TF_CPP_MIN_LOG_LEVEL=2 (C++ errors only; a value the user set is kept) and
     drops TF_NOISE lines from what the import writes to stderr (caught at the file descriptor, as
     the C++ libraries write there before any setting applies); any other line is passed on.
-    `cpu_devices` > 1: the CPU is split into that many logical devices first (`--cpu_devices`).
+    `cpu_devices` > 1: the CPU is split into that many logical devices first (`--cpu_devices`). `multi_worker`:
+    creates the process's MultiWorkerMirroredStrategy from TF_CONFIG before the devices (it must come first; it
+    waits for every worker of the cluster); raises distribute.Error for a TF_CONFIG it cannot use.
     """
+    import distribute as distribute_lib
     if verbose or 'tensorflow' in sys.modules:
         import tensorflow as tf
+        if multi_worker:
+            distribute_lib.start_multi_worker()
         return tf
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     with tempfile.TemporaryFile() as caught:
@@ -1302,8 +1382,9 @@ def import_tensorflow(verbose=False, cpu_devices=1):
         try:
             import tensorflow as tf
             if cpu_devices != 1:
-                import distribute as distribute_lib
                 distribute_lib.split_cpu(cpu_devices)
+            if multi_worker:
+                distribute_lib.start_multi_worker()
             tf.config.list_logical_devices()    # device initialisation (cuInit) logs here
         finally:
             sys.stderr.flush()
@@ -1326,7 +1407,20 @@ def main(argv):
         logging.getLogger('data_generator').addFilter(lambda record: 'cache' not in record.getMessage())
     if len(argv) > 1:
         fail(f'unexpected argument {argv[1]!r}; flags are written --name=value')
-    import_tensorflow(verbose, FLAGS.cpu_devices if FLAGS.cpu_devices > 1 else 1)
+    import distribute as distribute_lib
+    multi_worker = FLAGS.distribute == 'multi_worker' and FLAGS.train
+    if multi_worker:   # its flags and TF_CONFIG checked before the strategy waits for the other workers
+        try:
+            check_config(config_from_flags(), explicit_flags())
+            check_cluster(config_from_flags())
+        except UsageError as e:
+            fail(e, e.status)
+        print(f'[maml-tf2] --distribute=multi_worker: {distribute_lib.task_name()} of '
+              f'{distribute_lib.num_workers()} joining the cluster of TF_CONFIG (waits for all of them)', flush=True)
+    try:
+        import_tensorflow(verbose, FLAGS.cpu_devices if FLAGS.cpu_devices > 1 else 1, multi_worker)
+    except distribute_lib.Error as e:
+        fail(e)
     import data_generator as data_lib
     try:
         run(config_from_flags(), explicit_flags())

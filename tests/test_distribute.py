@@ -10,6 +10,7 @@ gradient) and the weights stay within the Adam steps taken (as scripts/golden_ch
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -173,3 +174,164 @@ def test_default_builds_no_strategy():
     assert distribute.make_strategy(Config()) is None
     marker = object()
     assert distribute.distribute_learner(marker, None) is marker
+
+
+# ------------------------------------------------------------------------------------ --distribute=multi_worker
+CLUSTER = {'worker': ['127.0.0.1:2222', '127.0.0.1:2223']}
+
+
+def _tf_config(cluster=None, kind='worker', index=0):
+    return {'TF_CONFIG': json.dumps({'cluster': cluster or CLUSTER, 'task': {'type': kind, 'index': index}})}
+
+
+@pytest.mark.parametrize('value,message', [
+    (None, '--distribute=multi_worker needs the TF_CONFIG environment variable'),
+    ('{"cluster": ', 'TF_CONFIG is not JSON'),
+    ('{"task": {"type": "worker", "index": 0}}', 'TF_CONFIG needs a "cluster"'),
+    (json.dumps({'cluster': CLUSTER}), 'TF_CONFIG needs a "cluster" (job -> host:port list) and a "task"'),
+    (_tf_config(index=2)['TF_CONFIG'], "TF_CONFIG's task 'worker' 2 is not in its cluster (worker 0..1)"),
+    (_tf_config(kind='chief')['TF_CONFIG'], "TF_CONFIG's task 'chief' 0 is not in its cluster"),
+    (_tf_config(dict(CLUSTER, ps=['h:1']))['TF_CONFIG'], "TF_CONFIG has a 'ps' job"),
+    (_tf_config({'worker': ['127.0.0.1']})['TF_CONFIG'], "address '127.0.0.1', not host:port"),
+    (_tf_config(dict(CLUSTER, chief=['a:1', 'b:1']))['TF_CONFIG'], 'TF_CONFIG has 2 chief tasks'),
+])
+def test_tf_config_errors(monkeypatch, value, message):
+    """A TF_CONFIG that cannot work is one line from check_config (before any strategy waits for workers)."""
+    import distribute
+    if value is None:
+        monkeypatch.delenv('TF_CONFIG', raising=False)
+    else:
+        monkeypatch.setenv('TF_CONFIG', value)
+    main.check_config(Config(distribute='multi_worker'))   # the flags alone: a documented command checks
+    with pytest.raises(main.UsageError) as err:
+        main.check_cluster(Config(distribute='multi_worker'))
+    assert message in str(err.value) and '\n' not in str(err.value) and ';' in str(err.value), str(err.value)
+    with pytest.raises(distribute.Error):
+        distribute.tf_config()
+
+
+@pytest.mark.parametrize('changes,message', [
+    (dict(meta_batch_size=5), '--meta_batch_size=5 does not split over the 2 workers of TF_CONFIG; pass a multiple'),
+    (dict(cpu_devices=2), '--cpu_devices splits one process\'s CPU'),
+    (dict(method='protonet', datasource='omniglot'), 'splits the tasks of an inner-loop'),
+    (dict(steps_per_execution=10), '--steps_per_execution runs one device'),
+])
+def test_multi_worker_usage_errors(monkeypatch, changes, message):
+    monkeypatch.setenv('TF_CONFIG', _tf_config()['TF_CONFIG'])
+    with pytest.raises(main.UsageError) as err:
+        c = Config(distribute='multi_worker', **changes)
+        main.check_config(c)
+        main.check_cluster(c)
+    assert message in str(err.value) and '\n' not in str(err.value), str(err.value)
+    for ok in (dict(meta_batch_size=4), dict(meta_batch_size=5, train=False)):   # testing: meta batch 1
+        main.check_config(Config(distribute='multi_worker', **ok))
+        main.check_cluster(Config(distribute='multi_worker', **ok))
+
+
+def test_is_chief():
+    """TensorFlow's chief: the task of type chief, else worker 0; without multi_worker every process is."""
+    import distribute
+    multi = Config(distribute='multi_worker')
+    with_chief = dict(CLUSTER, chief=['127.0.0.1:2224'])
+    assert distribute.is_chief(multi, _tf_config())
+    assert not distribute.is_chief(multi, _tf_config(index=1))
+    assert distribute.is_chief(multi, _tf_config(with_chief, 'chief', 0))
+    assert not distribute.is_chief(multi, _tf_config(with_chief, 'worker', 0))
+    assert distribute.is_chief(Config(), {}) and distribute.is_chief(Config(distribute='mirrored'), _tf_config(index=1))
+    assert distribute.num_workers(_tf_config(with_chief)) == 3
+    assert distribute.task_name(_tf_config(index=1)) == 'worker 1'
+
+
+def test_main_multi_worker_without_tf_config_is_one_line(tmp_path):
+    """main.py reports a missing TF_CONFIG in one line, exit 2, before TensorFlow starts (nothing waits)."""
+    env = {k: v for k, v in os.environ.items() if k != 'TF_CONFIG'}
+    result = subprocess.run([sys.executable, os.path.join(REPO, 'main.py'), '--datasource=sinusoid',
+                             '--distribute=multi_worker', f'--logdir={tmp_path}'], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 2 and result.stderr.count('\n') == 1, result.stderr
+    assert 'needs the TF_CONFIG environment variable' in result.stderr
+    assert not os.listdir(tmp_path)
+
+
+def _free_ports(n):
+    import socket
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(('127.0.0.1', 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _workers(logdir, iterations, tmpdir, timeout=150):
+    """Runs main.py as the two workers of a TF_CONFIG cluster on 127.0.0.1 (own sessions, killed on timeout);
+    returns their CompletedProcess-like (returncode, stdout, stderr, pid) tuples, worker 0 (the chief) first."""
+    import time
+    cluster = {'worker': [f'127.0.0.1:{p}' for p in _free_ports(2)]}
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', TMPDIR=str(tmpdir), **_tf_config(cluster, 'worker', i))
+        procs.append(subprocess.Popen(
+            [sys.executable, os.path.join(REPO, 'main.py'), '--datasource=sinusoid', '--norm=None', '--seed=0',
+             '--meta_batch_size=4', '--update_batch_size=5', '--num_updates=2', '--update_lr=0.01', '--noxla',
+             f'--logdir={logdir}', f'--metatrain_iterations={iterations}', '--distribute=multi_worker'],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True))
+    deadline = time.monotonic() + timeout
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=max(deadline - time.monotonic(), 1))
+            results.append((p.returncode, out, err, p.pid))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    return results
+
+
+@pytest.mark.slow
+def test_multi_worker_trains_like_one_process_and_resumes(tmp_path):
+    """Two worker processes (TF_CONFIG, 127.0.0.1) train 2 meta-iterations, then a second two-worker run resumes
+    the chief's checkpoint for 2 more: the weights equal one process's 4 iterations (rtol 1e-5); the logdir holds
+    only the chief's files (its lock, its one event file, its checkpoints) and the worker's temporary checkpoint
+    directory is gone."""
+    import numpy as np
+    scratch = tmp_path / 'tmp'
+    scratch.mkdir()
+    exp = 'cls_5.mbs_4.ubs_5.numstep2.updatelr0.01nonorm'
+    one = subprocess.Popen([sys.executable, os.path.join(REPO, 'main.py'), '--datasource=sinusoid', '--norm=None',
+                            '--seed=0', '--meta_batch_size=4', '--update_batch_size=5', '--num_updates=2',
+                            '--update_lr=0.01', '--noxla', f'--logdir={tmp_path / "one"}', '--metatrain_iterations=4'],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:   # the reference run beside the first two-worker run (they wait for each other at times)
+        first = _workers(tmp_path / 'multi', 2, scratch)
+        assert one.wait(timeout=120) == 0, one.stderr.read()
+    finally:
+        if one.poll() is None:
+            os.killpg(one.pid, signal.SIGKILL)
+            one.wait()
+    for rc, out, err, _ in first:
+        assert rc == 0, out + err[-3000:]
+    chief_pid = first[0][3]
+    folder = tmp_path / 'multi' / exp
+    assert os.listdir(tmp_path / 'multi') == [exp]
+    events = [n for n in os.listdir(folder) if n.startswith('events.')]
+    assert len(events) == 1 and f'.{chief_pid}.' in events[0], events
+    assert sorted(set(os.listdir(folder)) - set(events)) == sorted(
+        ['.train.lock', 'checkpoint', 'model1.index', 'model1.data-00000-of-00001'])
+    assert (folder / '.train.lock').read_text().startswith(f'pid {chief_pid} ')
+    assert 'is not the chief: it wrote nothing' in first[1][1]
+    assert not [n for n in os.listdir(scratch) if n.startswith('maml-tf2-')]   # the worker's checkpoints
+
+    second = _workers(tmp_path / 'multi', 4, scratch)
+    for rc, out, err, _ in second:
+        assert rc == 0 and 'Restoring model weights from' in out and 'iterations 2..3 of 4' in out, out + err[-3000:]
+    assert len([n for n in os.listdir(folder) if n.startswith('events.')]) == 2   # the chief's two runs
+    assert not [n for n in os.listdir(scratch) if n.startswith('maml-tf2-')]   # the worker's checkpoints
+    ref = _weights(str(tmp_path / 'one' / exp / 'model3'))
+    got = _weights(str(folder / 'model3'))
+    assert ref.keys() == got.keys() and ref
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-7, err_msg=k)
