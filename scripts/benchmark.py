@@ -20,6 +20,8 @@ Modes (default: eager function xla xla_loop tf1):
                  started from the port's initial weights; its meta-gradient is first checked against the port's
                  (XLA, float32) on the same meta-batch (`jax_grad_rel_err`; a row whose check fails is an error)
   jax_scan       the same, `--steps-per-execution` steps in one jitted lax.scan (the analogue of xla_loop)
+  jax_im2col     `jax` with the convolutions as im2col (nine slices and a dot; vmapped, a batched dot) instead of
+                 lax.conv_general_dilated (vmapped, a grouped convolution: slow on XLA's CPU backend)
 JAX is not a dependency of the port: without it the jax rows say "not installed" and the run goes on.
 
 For every setting and mode: the first call (trace + compile + one step), then `--warmup` untimed
@@ -86,9 +88,14 @@ SETTINGS = collections.OrderedDict([
                      784, 5, 5, 5, None, 3)),
 ])
 DEFAULT_SETTINGS = ('a', 'a_fo', 'b', 'c', 'c_fo', 'd')
-MODES = ('eager', 'function', 'xla', 'xla_loop', 'reference', 'reference_xla', 'tf1', 'jax', 'jax_scan')
-JAX_MODES = ('jax', 'jax_scan')
+MODES = ('eager', 'function', 'xla', 'xla_loop', 'reference', 'reference_xla', 'tf1', 'jax', 'jax_scan',
+         'jax_im2col')
+JAX_MODES = ('jax', 'jax_scan', 'jax_im2col')
 JAX_GRAD_RTOL = 1e-4   # the JAX step's meta-gradient vs the port's (float32 rounding only: ~1e-7..1e-5 measured)
+# Conv nets: the check runs on the first tasks of the meta-batch only. On a's full 32 tasks two correct float32
+# implementations differ by up to 1e-2 through ReLU ties (a unit within rounding of 0 flips; docs/SPEED.md, issue
+# 12): measured 7e-3..1.6e-2 on conv1-conv3 with conv4 / w5 at 2e-6, every 1- or 4-task subset at <= 9e-6.
+JAX_CHECK_CONV_TASKS = 4
 DEFAULT_MODES = ('eager', 'function', 'xla', 'xla_loop', 'tf1')
 
 
@@ -296,23 +303,28 @@ def jax_step_function(setting, mode, model, arrays, steps_per_execution):
     """(the callable timed, meta-iterations per call, {check fields}) of the JAX peer (scripts/jax_peer.py).
 
     Starts from the port's initial weights and Adam state; before timing, checks that the peer's meta-gradient
-    on `arrays` equals the port's (the XLA step's float32 one): `jax_grad_rel_err` (max over variables of the
-    relative max-abs difference). The callable keeps the weights it updates, as the port's variables do."""
+    on `arrays` (conv nets: on their first JAX_CHECK_CONV_TASKS tasks) equals the port's (the XLA step's float32
+    one): `jax_grad_rel_err` (max over variables of the relative max-abs difference). The callable keeps the
+    weights it updates, as the port's variables do."""
     import numpy as np
     import tensorflow as tf
     import jax
     import jax_peer
-    spec = jax_peer.Spec(setting.flags, setting.dim_input, setting.dim_output)
+    spec = jax_peer.Spec(setting.flags, setting.dim_input, setting.dim_output,
+                         conv='im2col' if mode == 'jax_im2col' else 'lax')
     params = jax_peer.params_from(model)
     port = tf.function(lambda *b: model.meta_gradients(*b)[1], jit_compile=True)
-    ours = {k: v.numpy() for k, v in port(*[tf.constant(a) for a in arrays]).items()}
-    _, (gw, gn) = jax_peer.meta_gradients(spec, params, arrays)
+    tasks = len(arrays[0]) if spec.sinusoid else min(len(arrays[0]), JAX_CHECK_CONV_TASKS)
+    checked = [a[:tasks] for a in arrays]
+    ours = {k: v.numpy() for k, v in port(*[tf.constant(a) for a in checked]).items()}
+    _, (gw, gn) = jax_peer.meta_gradients(spec, params, checked)
     err, errs = grad_rel_err(ours, {**gw, **gn}, spec.batch_norm)
-    check = {'jax_grad_rel_err': err, 'jax_grad_rel_errs': errs, 'jax_version': jax.__version__}
+    check = {'jax_grad_rel_err': err, 'jax_grad_rel_errs': errs, 'jax_check_tasks': tasks,
+             'jax_version': jax.__version__}
     if not err <= JAX_GRAD_RTOL:
         raise AssertionError(f'the JAX meta-gradient differs from the port\'s by {err:.3g} relative (> {JAX_GRAD_RTOL})')
     state = [params, jax_peer.adam_init(params)]
-    if mode == 'jax':
+    if mode != 'jax_scan':
         fn, per_call, inputs = jax_peer.make_step(spec), 1, [jax.device_put(a) for a in arrays]
     else:
         fn, per_call = jax_peer.make_scan(spec), steps_per_execution
@@ -320,7 +332,7 @@ def jax_step_function(setting, mode, model, arrays, steps_per_execution):
 
     def step(*_):
         state[0], state[1], loss = fn(state[0], state[1], *inputs)
-        return _Value(loss if mode == 'jax' else loss[-1])
+        return _Value(loss[-1] if mode == 'jax_scan' else loss)
     return step, per_call, check
 
 
@@ -618,7 +630,8 @@ def markdown(report):
             continue
         if 'jax_grad_rel_err' in r:
             checks.append(f"* {r['setting']} {r['mode']} (JAX {r['jax_version']}): the meta-gradient equals the "
-                          f"port's (XLA, float32) on the same weights and meta-batch to {r['jax_grad_rel_err']:.2g} "
+                          f"port's (XLA, float32) on the same weights and meta-batch ({r['jax_check_tasks']} tasks) "
+                          f"to {r['jax_grad_rel_err']:.2g} "
                           'relative (max over variables of max |difference| / max |port|)')
         goal = '-' if r['goal_met'] is None else \
             f"{'met' if r['goal_met'] else 'not met'} (<= {r['goal_s']:.3g})"

@@ -28,7 +28,8 @@ def available():
 class Spec:
     """What the peer needs of a benchmark setting (its Config fields) and of the port's model."""
 
-    def __init__(self, flags, dim_input, dim_output):
+    def __init__(self, flags, dim_input, dim_output, conv='lax'):
+        self.conv = conv   # 'lax': lax.conv_general_dilated (vmapped: a grouped convolution); 'im2col': 9 slices + dot
         self.sinusoid = flags['datasource'] == 'sinusoid'
         self.miniimagenet = flags['datasource'] == 'miniimagenet'
         self.num_updates = flags['num_updates']
@@ -60,9 +61,10 @@ def _forward(spec, weights, norms, x):
         return h @ weights['w3'] + weights['b3']
     h = x.reshape(x.shape[0], spec.img, spec.img, spec.channels)
     stride = 1 if spec.max_pool else 2
+    conv = _im2col_conv if spec.conv == 'im2col' else functools.partial(
+        jax.lax.conv_general_dilated, padding='SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     for i in range(4):
-        h = jax.lax.conv_general_dilated(h, weights[f'conv{i + 1}'], (stride, stride), 'SAME',
-                                         dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + weights[f'b{i + 1}']
+        h = conv(h, weights[f'conv{i + 1}'], (stride, stride)) + weights[f'b{i + 1}']
         if spec.batch_norm:
             mean = jnp.mean(h, (0, 1, 2))
             var = jnp.mean(jnp.square(h - mean), (0, 1, 2))
@@ -72,6 +74,20 @@ def _forward(spec, weights, norms, x):
             h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
     h = h.reshape(h.shape[0], -1) if spec.miniimagenet else jnp.mean(h, (1, 2))
     return h @ weights['w5'] + weights['b5']
+
+
+def _im2col_conv(x, kernel, strides):
+    """3x3 'SAME' convolution [n, H, W, C] x [3, 3, C, F] as nine strided slices and one product (the layout
+    the issue's JAX peer used: under vmap a batched dot instead of a grouped convolution)."""
+    import jax.numpy as jnp
+    n, h, w, c = x.shape
+    s = strides[0]
+    oh, ow = -(-h // s), -(-w // s)
+    ph, pw = max((oh - 1) * s + 3 - h, 0), max((ow - 1) * s + 3 - w, 0)
+    x = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+    taps = [x[:, dy:dy + (oh - 1) * s + 1:s, dx:dx + (ow - 1) * s + 1:s, :] for dy in range(3) for dx in range(3)]
+    patches = jnp.stack(taps, 3).reshape(n * oh * ow, 9 * c)
+    return (patches @ kernel.reshape(9 * c, -1)).reshape(n, oh, ow, -1)
 
 
 def _task_loss(spec, weights, norms, x, y):

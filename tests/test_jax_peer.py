@@ -28,10 +28,12 @@ def _port_gradients(model, arrays):
     return {k: v.numpy() for k, v in port(*[tf.constant(a) for a in arrays]).items()}
 
 
-@pytest.mark.parametrize('name', ['d', pytest.param('tiny', marks=pytest.mark.slow)])
-def test_meta_gradient_and_step_equal_the_port(name):
+@pytest.mark.parametrize('name, conv', [('d', 'lax'), pytest.param('tiny', 'lax', marks=pytest.mark.slow),
+                                        pytest.param('tiny', 'im2col', marks=pytest.mark.slow)])
+def test_meta_gradient_and_step_equal_the_port(name, conv):
     pytest.importorskip('jax')
     setting, model, spec, arrays = _port_and_peer(name)
+    spec.conv = conv
     params = jax_peer.params_from(model)
     ours = _port_gradients(model, arrays)
     loss, (gw, gn) = jax_peer.meta_gradients(spec, params, arrays)
@@ -86,3 +88,15 @@ def test_without_jax_the_rows_say_not_installed(tmp_path, monkeypatch):
     rows = json.loads(out.read_text())['results']
     assert [(r['mode'], r['skipped']) for r in rows] == [('jax', 'jax not installed'), ('jax_scan', 'jax not installed')]
     assert '| d | jax | jax not installed |' in (tmp_path / 'b.md').read_text()
+
+
+@pytest.mark.parametrize('stride, size', [(1, 84), (2, 28), (2, 7)])
+def test_im2col_convolution_is_lax_conv(stride, size):
+    """The `jax_im2col` peer's convolution equals lax.conv_general_dilated 'SAME' (the `jax` peer's)."""
+    jax = pytest.importorskip('jax')
+    rng = np.random.RandomState(0)
+    x = rng.uniform(size=(3, size, size, 4)).astype(np.float32)
+    k = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
+    ref = jax.lax.conv_general_dilated(x, k, (stride, stride), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    np.testing.assert_allclose(np.asarray(jax_peer._im2col_conv(x, k, (stride, stride))), np.asarray(ref),
+                               rtol=1e-5, atol=1e-5)
