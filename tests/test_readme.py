@@ -34,7 +34,7 @@ SCRIPTS = os.path.join(REPO, 'scripts')
 # The Markdown files whose commands are checked (docs/DATA.md, SPEED.md, RESULTS.md are generated
 # or describe measurements; add a page here once its commands are runnable as written).
 DOCS = ('README.md', 'docs/USAGE.md', 'docs/REPRODUCE.md', 'docs/PARITY.md', 'docs/CHECKPOINTS.md', 'docs/SCALING.md',
-        'docs/ARCHITECTURE.md', 'docs/METHODS.md')
+        'docs/ARCHITECTURE.md', 'docs/METHODS.md', 'weights/README.md')
 PYTHON = re.compile(r'(.*/)?python(3(\.\d+)?)?$')
 OPERATOR = re.compile(r'[;&|<>()]+$')
 HELP = ('--help', '-h', '--helpshort', '--helpfull')
