@@ -22,8 +22,8 @@ docs/ unless asked: `--out docs/figures` redraws the committed figures.
           TensorBoard event files (metatrain_ solid, metaval_ dashed), one PNG per run; the
           faint lines are the raw values (every 100 iterations), the solid ones their running
           mean over --smooth points. With several --run LABEL=EXP_DIR: one figure, a colour per
-          run, the post-update accuracy (loss for regression) after the last logged step, training
-          solid, validation dashed (learners side by side from the same seed).
+          run, the post-update accuracy (loss for regression) after the run's training inner steps,
+          training solid, validation dashed (learners side by side from the same seed).
   all     (the default) every run under --logs into the folder --out (default <logs>/figures):
           run folders (event files, test results or a checkpoint) in any of the layouts
           `<logs>/<exp_string>/` (main.py --logdir=<logs>; named by exp_string),
@@ -532,7 +532,8 @@ def curves_figure(exp_dir, title=None, smooth=10):
 def compare_figure(runs, smooth=10):
     """Several runs' learning curves in one figure [(label, exp_dir)]: a panel per quantity the runs logged
     (accuracy in % for classification, else loss on a log scale), a colour per run, its post-update value after
-    the last logged inner step on meta-training tasks (solid) and meta-validation tasks (dashed, when logged),
+    the inner steps it trained with (the folder name's numstep; else the last logged step) on meta-training
+    tasks (solid) and meta-validation tasks (dashed, when logged),
     each the running mean over `smooth` summary points. For learners side by side from the same seed. Raises
     UsageError for a folder without metatrain_ summaries."""
     plt = _pyplot()
@@ -549,10 +550,12 @@ def compare_figure(runs, smooth=10):
             steps = post_steps(scalars, prefix, what)
             if not steps:
                 continue
-            x, v = scalars[f'{prefix}Post-update_{what}__step_{steps[-1]}']
+            trained = re.search(r'\.numstep(\d+)', os.path.basename(os.path.normpath(exp_dir)))
+            step = int(trained.group(1)) if trained and int(trained.group(1)) in steps else steps[-1]
+            x, v = scalars[f'{prefix}Post-update_{what}__step_{step}']
             v = 100.0 * v if what == 'accuracy' else v
             ax.plot(x, running_mean(v, max(1, min(smooth, len(v) // 5))), color=color, ls=ls,
-                    label=f'{label}, {split} (step {steps[-1]})')
+                    label=f'{label}, {split} (step {step})')
     ax.set_xlabel('iteration')
     ax.set_ylabel('post-update accuracy (%)' if what == 'accuracy' else 'post-update loss')
     if what == 'loss':

@@ -282,14 +282,14 @@ def _classification_run(folder, post, steps=1):
 
 
 def test_curves_of_several_runs_in_one_figure(tmp_path):
-    """Learners side by side: a colour per run, its post-update accuracy (%) after its last logged step, training
-    solid and validation dashed."""
-    name = exp_string(Config(datasource='omniglot', update_batch_size=1, update_lr=0.4))
-    runs = [('MAML', _classification_run(tmp_path / 'a' / name, 0.75)),
-            ('ANIL', _classification_run(tmp_path / 'b' / name, 0.5, steps=3))]
+    """Learners side by side: a colour per run, its post-update accuracy (%) after the steps it trained with (the
+    folder's numstep, else the last logged step), training solid and validation dashed."""
+    name = exp_string(Config(datasource='omniglot', update_batch_size=1, update_lr=0.4, num_updates=2))
+    runs = [('MAML', _classification_run(tmp_path / 'a' / name, 0.75, steps=10)),
+            ('ANIL', _classification_run(tmp_path / 'b' / 'other', 0.5, steps=3))]
     fig = plots.compare_figure(runs, smooth=3)
     (ax,) = fig.axes
-    assert _labels(ax) == ['MAML, training (step 1)', 'MAML, validation (step 1)', 'ANIL, training (step 3)',
+    assert _labels(ax) == ['MAML, training (step 2)', 'MAML, validation (step 2)', 'ANIL, training (step 3)',
                            'ANIL, validation (step 3)']
     assert [line.get_linestyle() for line in ax.lines] == ['-', '--', '-', '--']
     assert ax.lines[0].get_color() == ax.lines[1].get_color() != ax.lines[2].get_color()
