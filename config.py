@@ -24,6 +24,7 @@ PROTOCOLS = ('maml', 'reptile')
 INNER_LOOP = ('maml', 'metasgd', 'anil')          # the learners the MAML++ switches apply to
 DISTRIBUTE = ('none', 'mirrored', 'multi_worker')
 PRECISIONS = ('float32', 'bfloat16', 'float16')
+TEST_BN = ('running', 'episode')                  # --test_bn: batch norm at test time (metric learners, baselines)
 
 
 def _flag(default, help, methods=None):

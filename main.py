@@ -254,7 +254,7 @@ def check_config(config, explicit=()):
     if (c.tf1_checkpoint or c.export_tf1) and config_lib.learner_fields(c):
         raise UsageError('--tf1_checkpoint / --export_tf1 read and write the original\'s variables only; the MAML++ '
                          'switches add others: drop the TF1 flag or the switches')
-    if c.test_bn not in ('running', 'episode'):
+    if c.test_bn not in config_lib.TEST_BN:
         raise UsageError(f'unknown --test_bn={c.test_bn!r}; use running or episode')
     if c.norm not in config_lib.NORMS:
         raise UsageError(f'unknown --norm={c.norm!r}; use batch_norm, layer_norm or None')

@@ -20,13 +20,12 @@ import tensorflow as tf
 
 import adam
 import loop
-from config import Config
+from config import TEST_BN, Config
 from maml import MetaOutput
 from utils import accuracy, conv2d_per_task, max_pool_2x2, moments_tf10, normalize
 
 BN_EPSILON = 1e-5        # torch.nn.BatchNorm2d default
 BN_MOMENTUM = 0.1        # torch running-average momentum
-TEST_BN = ('running', 'episode')
 
 
 # ---------------------------------------------------------------- pure functions
