@@ -25,8 +25,9 @@ of `metasgd.MetaSGD` and `anil.ANIL`, so every switch works with the three inner
   The released code indexes its per-step statistics by the inner step j, so that row j mixes the support
   pass before update j+1 and the query pass after it; it can, because it hard-codes `F.batch_norm(training=
   True)` and never normalises with them (issues #3, #24): its numbers are this repository's runs without
-  the flag. Normalising with such mixed rows evaluated at chance on Omniglot (docs/RESULTS.md), hence the
-  rows by update count here: this flag is the normalising variant.
+  the flag; this flag is the normalising variant, with rows by update count so that no row mixes weights.
+  It evaluates at chance on Omniglot all the same: with running statistics the inner step's gradient is not
+  the batch-statistics one training meta-learned (docs/RESULTS.md; main.py warns).
 - `--cosine_meta_lr` (CA): meta lr = min + (meta_lr - min) (1 + cos(pi epoch / epochs)) / 2 per epoch,
   epochs = ceil(metatrain_iterations / iterations_per_epoch), as torch's CosineAnnealingLR stepped per epoch.
 - An epoch is `--iterations_per_epoch` meta-iterations; `iteration` (a checkpointed variable) counts them.
