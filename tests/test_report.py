@@ -100,7 +100,7 @@ def synthetic_logs(root):
 
 NOT_RUN = ('sine_k5_pretrained, sine_k5_oracle, sine_k10_maml, sine_k10_pretrained, sine_k10_oracle, sine_k20_maml, '
            'sine_k20_pretrained, sine_k20_oracle, omniglot_5w5s, omniglot_20w5s, omniglot_fc_5w1s, omniglot_fc_5w5s, '
-           'mini_5w1s_fo, mini_5w5s, mini_5w5s_fo, sine_k5_mamlpp, sine_k5_metasgd, sine_k5_maml_5steps, '
+           'omniglot_5w5s_from1s, omniglot_fc_5w5s_from1s, mini_5w1s_fo, mini_5w5s, mini_5w5s_fo, sine_k5_mamlpp, sine_k5_metasgd, sine_k5_maml_5steps, '
            'sine_k5_msl_5steps, anil_omniglot_5w1s, mamlpp_omniglot_5w1s, reptile_omniglot_5w1s, '
            'reptile_omniglot_5w5s, reptile_omniglot_20w1s, reptile_omniglot_20w5s, reptile_omniglot_5w1s_trans, '
            'reptile_omniglot_5w5s_trans, reptile_omniglot_20w1s_trans, reptile_omniglot_20w5s_trans, reptile_mini_5w1s, '
