@@ -487,6 +487,16 @@ def test_sigterm_stops_main_py_and_is_recorded(tmp_path):
     assert s['end'] is not None and s['wall_s'] > 0 and record['planned_iterations'] == 70000
 
 
+def _fake_runs(monkeypatch, fake_phase, done):
+    """reproduce.py with main.py's phases replaced by `fake_phase` and the checkpoints by `done` {run folder:
+    iterations in its latest checkpoint}, which `fake_phase` fills."""
+    def fake_done(directory):
+        n = next((v for k, v in done.items() if directory.startswith(k)), 0)
+        return (n, os.path.join(directory, f'model{n - 1}')) if n else (0, None)
+    monkeypatch.setattr(reproduce, '_run_phase', fake_phase)
+    monkeypatch.setattr(reproduce, 'iterations_done', fake_done)
+
+
 def test_a_diverged_training_is_a_result_tested_at_its_last_checkpoint(tmp_path, monkeypatch):
     """main.py's exit status 3 (nan/inf, nothing non-finite saved): its last good checkpoint is tested, the other
     seeds go on, reproduce.py ends with 3, the same command again does not retrain it, report.py marks it."""
@@ -502,11 +512,7 @@ def test_a_diverged_training_is_a_result_tested_at_its_last_checkpoint(tmp_path,
             return 3 if seed == '0' else 0
         return 0
 
-    def fake_done(directory):
-        n = next((v for k, v in done.items() if directory.startswith(k)), 0)
-        return (n, os.path.join(directory, f'model{n - 1}')) if n else (0, None)
-    monkeypatch.setattr(reproduce, '_run_phase', fake_phase)
-    monkeypatch.setattr(reproduce, 'iterations_done', fake_done)
+    _fake_runs(monkeypatch, fake_phase, done)
     argv = ['sine_k5_maml', '--seeds', '0', '1', '--logdir_root', str(tmp_path)]
     assert reproduce.main(argv) == 3
     assert calls == [('train', '0'), ('test', '0'), ('train', '1'), ('test', '1')]
@@ -532,11 +538,7 @@ def test_the_authors_5shot_protocol_tests_the_1shot_model(tmp_path, monkeypatch)
             done[os.path.dirname(log_path)] = 60000
         return 0
 
-    def fake_done(directory):
-        n = next((v for k, v in done.items() if directory.startswith(k)), 0)
-        return (n, os.path.join(directory, f'model{n - 1}')) if n else (0, None)
-    monkeypatch.setattr(reproduce, '_run_phase', fake_phase)
-    monkeypatch.setattr(reproduce, 'iterations_done', fake_done)
+    _fake_runs(monkeypatch, fake_phase, done)
     assert reproduce.main(['omniglot_5w5s_from1s', '--seeds', '3', '--logdir_root', str(tmp_path)]) == 0
     model = f'--logdir={tmp_path}/omniglot_5w1s/seed3'
     assert calls == [('omniglot_5w1s/seed3/train.log', ['--update_batch_size=1', model]),
