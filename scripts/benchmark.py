@@ -3,6 +3,7 @@
 
     python scripts/benchmark.py [SETTING ...] [--modes eager function xla reference reference_xla tf1]
         [--repeats 20] [--warmup 3] [--iters 1] [--device cpu|gpu] [--task-groups N] [--json FILE] [--markdown FILE]
+        [--precision float32 bfloat16 float16]     # the port's modes once per precision (main.py --precision)
 
 SETTING is any of `a a_fo b c c_fo d` (default: all), the settings of issue 5 whose TF1 times are
 in ../shared/golden/tf1/timings.json (`tiny`: a small conv net for smoke tests, no TF1 figure).
@@ -91,6 +92,8 @@ DEFAULT_SETTINGS = ('a', 'a_fo', 'b', 'c', 'c_fo', 'd')
 MODES = ('eager', 'function', 'xla', 'xla_loop', 'reference', 'reference_xla', 'tf1', 'jax', 'jax_scan',
          'jax_im2col')
 JAX_MODES = ('jax', 'jax_scan', 'jax_im2col')
+FLOAT32_MODES = ('tf1',) + JAX_MODES          # the peers: float32 only (--precision is the port's)
+PRECISIONS = ('float32', 'bfloat16', 'float16')
 JAX_GRAD_RTOL = 1e-4   # the JAX step's meta-gradient vs the port's (float32 rounding only: ~1e-7..1e-5 measured)
 # Conv nets: the check runs on the first tasks of the meta-batch only. On a's full 32 tasks two correct float32
 # implementations differ by up to 1e-2 through ReLU ties (a unit within rounding of 0 flips; docs/SPEED.md, issue
@@ -241,11 +244,12 @@ def make_batch(setting, seed=0):
     return [a.astype(np.float32) for a in arrays]
 
 
-def build_model(setting, mode, task_groups=0):
-    """The setting's MAML for `mode`; `task_groups` 0 keeps the model's default for this device."""
+def build_model(setting, mode, task_groups=0, precision='float32'):
+    """The setting's MAML for `mode` (main.py --precision `precision`); `task_groups` 0 keeps the model's default
+    for this device."""
     from config import Config, test_num_updates
     from maml import MAML
-    config = Config(**setting.flags, seed=0, xla=mode in ('xla', 'xla_loop', 'reference_xla'))
+    config = Config(**setting.flags, seed=0, xla=mode in ('xla', 'xla_loop', 'reference_xla'), precision=precision)
     return MAML(setting.dim_input, setting.dim_output, test_num_updates(config), config,
                 batched=not mode.startswith('reference'), task_groups=task_groups or None)
 
@@ -503,7 +507,7 @@ def run_one(name, mode, args):
             batch = []
     else:
         with tf.device(device):
-            model = build_model(setting, mode, args.task_groups)
+            model = build_model(setting, mode, args.task_groups, args.precision[0])
             arrays = make_batch(setting)
             batch = [tf.constant(a) for a in arrays]
             step, per_call = step_function(model, mode, batch, args.steps_per_execution)
@@ -530,7 +534,7 @@ def run_one(name, mode, args):
                     'dispatch_share': (dispatch[0] / per_call + dispatch[1]) / median}
     tf1 = setting.tf1_s
     return {
-        'setting': name, 'label': setting.label, 'mode': mode, 'device': args.device,
+        'setting': name, 'label': setting.label, 'mode': mode, 'device': args.device, 'precision': args.precision[0],
         'flags': setting.flags,
         'shapes': {'inputa': [setting.flags['meta_batch_size'], setting.rows_a, setting.dim_input],
                    'inputb': [setting.flags['meta_batch_size'], setting.rows_b, setting.dim_input]},
@@ -555,7 +559,8 @@ def _child_argv(args, name, mode, what):
     argv = [sys.executable, os.path.abspath(__file__), name, '--modes', mode, '--_child', what,
             '--repeats', str(args.repeats), '--warmup', str(args.warmup), '--iters', str(args.iters),
             '--device', args.device, '--steps-per-execution', str(args.steps_per_execution), '--intra-threads', str(args.intra_threads),
-            '--inter-threads', str(args.inter_threads), '--task-groups', str(args.task_groups)]
+            '--inter-threads', str(args.inter_threads), '--task-groups', str(args.task_groups),
+            '--precision', args.precision[0]]
     if args.code:
         argv += ['--code', args.code]
     return argv
@@ -603,6 +608,12 @@ def _pct(share):
     return '-' if share is None else f'{100 * share:.0f} %'
 
 
+def _mode_label(result):
+    """A result's mode, with its --precision where that is not float32 (e.g. `xla bfloat16`)."""
+    precision = result.get('precision', 'float32')
+    return result['mode'] + ('' if precision == 'float32' else ' ' + precision)
+
+
 def markdown(report):
     lines = [f"# Meta-train step benchmark ({report['date']})", '',
              f"Command: `{report['command']}`", '',
@@ -626,7 +637,7 @@ def markdown(report):
     for r in report['results']:
         if 'error' in r or 'skipped' in r:
             text = f"error: {r['error'][:160]}" if 'error' in r else r['skipped']
-            lines.append(f"| {r['setting']} | {r['mode']} | {text} |" + ' |' * 16)
+            lines.append(f"| {r['setting']} | {_mode_label(r)} | {text} |" + ' |' * 16)
             continue
         if 'jax_grad_rel_err' in r:
             checks.append(f"* {r['setting']} {r['mode']} (JAX {r['jax_version']}): the meta-gradient equals the "
@@ -636,7 +647,7 @@ def markdown(report):
         goal = '-' if r['goal_met'] is None else \
             f"{'met' if r['goal_met'] else 'not met'} (<= {r['goal_s']:.3g})"
         lines.append(
-            f"| {r['setting']} | {r['mode']} | {_fmt(r['first_call_s'])} | {_fmt(r['median_s'])} "
+            f"| {r['setting']} | {_mode_label(r)} | {_fmt(r['first_call_s'])} | {_fmt(r['median_s'])} "
             f"| {_fmt(r['iqr_s'], 2)} | {_fmt(r['min_s'])}-{_fmt(r['max_s'])} | {_fmt(r.get('cpu_s'))} "
             f"| {r['peak_memory_mb']:.0f} | {_fmt(r['tf1_s'])} | {_fmt(r['ratio_tf1_over_ours'])} | {goal} "
             f"| {_fmt(r.get('ratio_tf1_rebuild_over_ours'))} | {_fmt(r.get('gflop_per_iter'))} "
@@ -695,6 +706,9 @@ def parse_args(argv=None):
     p.add_argument('--inter-threads', type=int, default=0, help='tf.config inter-op threads (0: TF default)')
     p.add_argument('--task-groups', type=int, default=0,
                    help='MAML.task_groups of the batched path (0: the default for the device)')
+    p.add_argument('--precision', nargs='+', default=['float32'], choices=PRECISIONS,
+                   help='main.py --precision of the port\'s modes; several: each mode once per precision, side by '
+                   'side in this run (tf1 and the JAX peers are float32 only)')
     p.add_argument('--code', help='import maml.py / utils.py from this directory first (a scratch variant)')
     p.add_argument('--_child', choices=('time', 'flops'), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -702,6 +716,10 @@ def parse_args(argv=None):
     unknown = [s for s in args.settings if s not in SETTINGS]
     if unknown:
         p.error(f"unknown setting(s) {' '.join(unknown)}; choose from {' '.join(SETTINGS)}")
+    fixed = [m for m in args.modes if m in FLOAT32_MODES]
+    if fixed and args.precision != ['float32']:
+        p.error(f"modes {' '.join(fixed)} run in float32 only; time them without --precision, the port's modes "
+                f"({' '.join(m for m in MODES if m not in FLOAT32_MODES)}) with it")
     if args.repeats < 1 or args.iters < 1 or args.warmup < 0 or args.task_groups < 0:
         p.error('--repeats and --iters must be >= 1, --warmup and --task-groups >= 0')
     return args
@@ -742,8 +760,8 @@ def main(argv=None):
                 report['flops_method'] = f['method']
             print(f'{name}: {f.get("flops", 0) / 1e9:.3g} GFLOP/iteration {f.get("error", "")}', file=sys.stderr,
                   flush=True)
-        for mode in dict.fromkeys(args.modes):
-            r = _measure(args, name, mode, 'time')
+        for mode, precision in ((m, p) for m in dict.fromkeys(args.modes) for p in dict.fromkeys(args.precision)):
+            r = _measure(argparse.Namespace(**dict(vars(args), precision=[precision])), name, mode, 'time')
             if flops and 'median_s' in r:
                 r['flops_per_iter'] = flops
                 r['gflop_per_iter'] = flops / 1e9
@@ -755,9 +773,10 @@ def main(argv=None):
             msg = r.get('error') or r.get('skipped') or (f"median {r['median_s']:.4g} s (IQR {r['iqr_s']:.2g}), first call "
                                      f"{r['first_call_s']:.3g} s, TF1/ours {_fmt(r['ratio_tf1_over_ours'])}, "
                                      f"load {r['loadavg_end']}")
-            print(f'{name} {mode}: {msg}', file=sys.stderr, flush=True)
+            print(f'{name} {_mode_label(r)}: {msg}', file=sys.stderr, flush=True)
         rebuild = [r for r in report['results'] if r['setting'] == name and r['mode'] == 'tf1' and 'median_s' in r]
-        xla = [r for r in report['results'] if r['setting'] == name and r['mode'] == 'xla' and 'median_s' in r]
+        xla = [r for r in report['results'] if r['setting'] == name and r['mode'] == 'xla' and 'median_s' in r
+               and r.get('precision', 'float32') == 'float32']
         for r in report['results']:
             if rebuild and r['setting'] == name and 'median_s' in r:
                 r['ratio_tf1_rebuild_over_ours'] = rebuild[0]['median_s'] / r['median_s']

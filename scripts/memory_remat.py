@@ -9,7 +9,12 @@ runs `metatrain_step` `--calls` times (default 1; the first traces and, with XLA
 process's resident-set high-water mark (ru_maxrss) and its RSS before the first call (model, inputs, TensorFlow
 runtime): `peak - before` is what the step needed, XLA's compile included (mode `function`: no compile, the
 step's own buffers), plus the seconds of the last call. On a GPU it reports the device's peak
-allocation instead (tf.config.experimental.get_memory_info). Prints one table; `--json` writes the rows.
+allocation instead (tf.config.experimental.get_memory_info). Prints one table; `--json` writes the rows,
+`--plot FILE.png` draws them (what the step needed, peak - before, or the GPU's peak, against num_updates: a line
+per mode, solid without --remat, dashed with it); `--from_json FILE --plot FILE.png` redraws saved rows, measuring
+nothing.
+
+    python scripts/memory_remat.py --steps 1 5 10 20 --modes function --json rows.json --plot memory.png
 """
 import argparse
 import json
@@ -63,6 +68,31 @@ def measure(setting, steps, remat, mode, calls):
     return dict(json.loads(lines[-1][len('RESULT '):]), num_updates=steps, remat=remat, mode=mode, setting=setting)
 
 
+def memory_figure(rows):
+    """The figure of `rows` (measure()'s dicts): MiB the step needed against num_updates, a line per (mode,
+    remat); the GPU's peak allocation where the rows have one, else the RSS peak minus the RSS before."""
+    sys.path.insert(0, os.path.join(REPO, 'scripts'))
+    import plots
+    plt = plots._pyplot()
+    gpu = all(r.get('gpu_peak_mb') is not None for r in rows)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (mode, remat), colour in zip(sorted({(r['mode'], r['remat']) for r in rows}), 'C0 C0 C1 C1'.split()):
+        line = sorted((r['num_updates'], r['gpu_peak_mb'] if gpu else r['peak_mb'] - r['before_mb'])
+                      for r in rows if (r['mode'], r['remat']) == (mode, remat))
+        ax.plot(*zip(*line), 'o' + ('--' if remat else '-'), color=colour,
+                label=f'{"XLA" if mode == "xla" else "tf.function, no XLA"}{", --remat" if remat else ""}')
+    settings = sorted({r['setting'] for r in rows})
+    ax.set_xlabel('inner steps (--num_updates), second order')
+    ax.set_ylabel('GPU peak allocation (MiB)' if gpu else 'RSS peak - RSS before the step (MiB)')
+    ax.set_xticks(sorted({r['num_updates'] for r in rows}))
+    ax.set_ylim(bottom=0)
+    ax.set_title(f'Memory of one meta-train step, scripts/benchmark.py setting {", ".join(settings)}', fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--steps', type=int, nargs='+', default=[1, 5, 10])
@@ -71,7 +101,18 @@ def main(argv=None):
     parser.add_argument('--calls', type=int, default=1, help='meta-train steps per process (the first traces and '
                         'compiles)')
     parser.add_argument('--json', default='')
+    parser.add_argument('--plot', default='', help='draw the rows into this PNG')
+    parser.add_argument('--from_json', default='', help='rows saved by --json: plot them, measure nothing')
     args = parser.parse_args(argv)
+    if args.from_json:
+        if not args.plot:
+            parser.error('--from_json only redraws saved rows; add --plot FILE.png')
+        try:
+            with open(args.from_json) as f:
+                rows = json.load(f)
+        except (OSError, ValueError) as e:
+            parser.error(f'cannot read rows from --from_json {args.from_json}: {e}; give the file --json wrote')
+        return plot(rows, args.plot)
     rows = []
     print('| mode | num_updates | remat | RSS before the step (MiB) | RSS peak (MiB) | peak - before (MiB) | '
           'GPU peak (MiB) | last call (s) |')
@@ -87,6 +128,14 @@ def main(argv=None):
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(rows, f, indent=1)
+    if args.plot:
+        plot(rows, args.plot)
+
+
+def plot(rows, out):
+    """Writes memory_figure(rows) as PNG to `out` and says where."""
+    import plots
+    print(f'wrote {plots._save(memory_figure(rows), out)}')
 
 
 if __name__ == '__main__':

@@ -82,17 +82,20 @@ def test_sinusoid_all_fields(tmp_path):
 
 
 def test_tiny_conv_in_process(tmp_path):
-    """A small conv net (second order, batch norm) in this process, without FLOP counting."""
+    """A small conv net (second order, batch norm) in this process, without FLOP counting, in two precisions."""
     out_json = tmp_path / 'tiny.json'
     assert benchmark.main(['tiny', '--modes', 'function', '--repeats', '1', '--warmup', '0', '--no-isolate',
-                           '--no-flops', '--task-groups', '2', '--json', str(out_json),
-                           '--markdown', str(tmp_path / 'tiny.md')]) == 0
-    (r,) = json.loads(out_json.read_text())['results']
-    _check_timing(r, 1)
-    assert r['task_groups'] == 2
-    assert r['tf1_s'] is None and r['goal_met'] is None and 'gflops' not in r
-    assert r['shapes']['inputa'] == [2, 5, 784]
-    assert '| tiny | function |' in (tmp_path / 'tiny.md').read_text()
+                           '--no-flops', '--task-groups', '2', '--precision', 'float32', 'bfloat16',
+                           '--json', str(out_json), '--markdown', str(tmp_path / 'tiny.md')]) == 0
+    results = json.loads(out_json.read_text())['results']
+    assert [r['precision'] for r in results] == ['float32', 'bfloat16']
+    for r in results:
+        _check_timing(r, 1)
+        assert r['task_groups'] == 2
+        assert r['tf1_s'] is None and r['goal_met'] is None and 'gflops' not in r
+        assert r['shapes']['inputa'] == [2, 5, 784]
+    table = (tmp_path / 'tiny.md').read_text()
+    assert '| tiny | function |' in table and '| tiny | function bfloat16 |' in table
 
 
 def test_batches_have_the_original_layout():
@@ -130,6 +133,14 @@ def test_peak_formula():
 def test_unknown_setting_is_a_usage_error():
     with pytest.raises(SystemExit):
         benchmark.parse_args(['e'])
+
+
+def test_peers_in_a_lower_precision_are_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['d', '--modes', 'xla', 'tf1', '--precision', 'bfloat16'])
+    assert 'modes tf1 run in float32 only' in capsys.readouterr().err
+    assert benchmark.parse_args(['d', '--modes', 'xla', '--precision', 'float32', 'float16']).precision == [
+        'float32', 'float16']
 
 
 @pytest.mark.slow

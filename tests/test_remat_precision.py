@@ -121,3 +121,21 @@ def test_usage_errors(changes, message):
     with pytest.raises(main.UsageError, match=message.replace('(', r'\(')) as err:
         main.check_config(Config(**changes))
     assert '\n' not in str(err.value) and ';' in str(err.value)
+
+
+def test_memory_plot_redraws_saved_rows(tmp_path, capsys):
+    import memory_remat
+    rows = [dict(mode='function', setting='c', num_updates=n, remat=r, before_mb=600.0,
+                 peak_mb=600.0 + n * (300 if r else 500), gpu_peak_mb=None, step_s=1.0)
+            for n in (1, 5) for r in (False, True)]
+    saved = tmp_path / 'rows.json'
+    saved.write_text(__import__('json').dumps(rows))
+    out = tmp_path / 'memory.png'
+    memory_remat.main(['--from_json', str(saved), '--plot', str(out)])
+    assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    axes = memory_remat.memory_figure(rows).axes[0]
+    lines = {line.get_label(): list(line.get_ydata()) for line in axes.get_lines()}
+    assert lines == {'tf.function, no XLA': [500.0, 2500.0], 'tf.function, no XLA, --remat': [300.0, 1500.0]}
+    with pytest.raises(SystemExit):
+        memory_remat.main(['--from_json', str(tmp_path / 'missing.json'), '--plot', str(out)])
+    assert 'cannot read rows from --from_json' in capsys.readouterr().err
