@@ -27,6 +27,7 @@ sys.path.insert(0, REPO)
 
 KERNELS = ('conv1', 'conv2', 'conv3', 'conv4', 'w5')
 PRE_BN = ('b1', 'b2', 'b3', 'b4')
+CHECKPOINTS = (1, 2, 5, 10, 20, 40, 80, 160, 320)   # iterations after which the weights are compared
 
 
 def rel_drift(a, b, names):
@@ -85,8 +86,6 @@ def main(argv=None):
                       f'{rel_drift(reference[i], other[i], ("b5",)):.2e} | '
                       f'{rel_drift(reference[i], other[i], PRE_BN):.2e} |', flush=True)
 
-
-CHECKPOINTS = (1, 2, 5, 10, 20, 40, 80, 160, 320)
 
 if __name__ == '__main__':
     main()
