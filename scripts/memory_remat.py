@@ -71,8 +71,7 @@ def measure(setting, steps, remat, mode, calls):
 def memory_figure(rows):
     """The figure of `rows` (measure()'s dicts): MiB the step needed against num_updates, a line per (mode,
     remat); the GPU's peak allocation where the rows have one, else the RSS peak minus the RSS before."""
-    sys.path.insert(0, os.path.join(REPO, 'scripts'))
-    import plots
+    import plots   # scripts/, this file's folder, is on sys.path wherever this module was imported from
     plt = plots._pyplot()
     gpu = all(r.get('gpu_peak_mb') is not None for r in rows)
     fig, ax = plt.subplots(figsize=(6, 4))
