@@ -5,14 +5,15 @@
 
 For each (num_updates, remat, mode) a fresh process builds the setting's MAML (scripts/benchmark.py's settings;
 default c: MiniImagenet 5-way 1-shot, B=4, 32 filters, max-pool, 15 query per class; random inputs of those shapes),
-runs `metatrain_step` `--calls` times (default 1; the first traces and, with XLA, compiles) and reports the
-process's resident-set high-water mark (ru_maxrss) and its RSS before the first call (model, inputs, TensorFlow
-runtime): `peak - before` is what the step needed, XLA's compile included (mode `function`: no compile, the
-step's own buffers), plus the seconds of the last call. On a GPU it reports the device's peak
-allocation instead (tf.config.experimental.get_memory_info). Prints one table; `--json` writes the rows,
-`--plot FILE.png` draws them (what the step needed, peak - before, or the GPU's peak, against num_updates: a line
-per mode, solid without --remat, dashed with it); `--from_json FILE --plot FILE.png` redraws saved rows, measuring
-nothing.
+runs `metatrain_step` `--calls` times (default 1; the first traces and, with XLA, compiles) and reports two
+measures: the peak of TensorFlow's allocator on the step's device (CPU: TensorFlow's BFC allocator, switched on
+for the measured process by TF_CPU_ALLOCATOR_USE_BFC; GPU: the device allocator) above what was allocated before
+the first call (weights, inputs), i.e. the step's own tensors and XLA's buffers, exactly; and the process's
+resident-set high-water mark (ru_maxrss) above its RSS before the first call, which adds XLA's compile, TensorFlow
+runtime caches and malloc's slack (noisy: the same row varied by 15 % between runs). Also the seconds of the last
+call. Prints one table; `--json` writes the rows, `--plot FILE.png` draws them (the allocator's measure against
+num_updates: a line per mode, solid without --remat, dashed with it); `--from_json FILE --plot FILE.png` redraws
+saved rows, measuring nothing.
 
     python scripts/memory_remat.py --steps 1 5 10 20 --modes function --json rows.json --plot memory.png
 """
@@ -34,10 +35,13 @@ def rss_mb():
 
 
 def child(setting_name, steps, remat, mode, calls=1):
-    """Runs in the measured process: returns {'before_mb', 'peak_mb', 'gpu_peak_mb', 'step_s'}."""
+    """Runs in the measured process: returns {'device', 'alloc_before_mb', 'alloc_peak_mb', 'before_mb', 'peak_mb',
+    'step_s'} (MiB; alloc_*: TensorFlow's allocator on `device`, before the first call and its peak during the calls;
+    before/peak: the process's RSS before the first call and its high-water mark)."""
     sys.path.insert(0, REPO)
     sys.path.insert(0, os.path.join(REPO, 'scripts'))
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    os.environ['TF_CPU_ALLOCATOR_USE_BFC'] = 'true'   # so that the CPU allocator keeps statistics
     import benchmark
     import tensorflow as tf
     from config import Config
@@ -47,15 +51,18 @@ def child(setting_name, steps, remat, mode, calls=1):
     config = Config(**flags, seed=0, xla=mode == 'xla', remat=remat)
     model = MAML(setting.dim_input, setting.dim_output, 1, config)
     batch = [tf.constant(a) for a in benchmark.make_batch(setting)]
-    gpu = bool(tf.config.list_logical_devices('GPU'))
+    device = 'GPU:0' if tf.config.list_logical_devices('GPU') else 'CPU:0'
+    tf.config.experimental.reset_memory_stats(device)
+    alloc_before = tf.config.experimental.get_memory_info(device)['current'] / 2 ** 20
     before = rss_mb()
     for _ in range(calls):
         t0 = time.perf_counter()
         float(model.metatrain_step(*batch))
         step_s = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    gpu_peak = tf.config.experimental.get_memory_info('GPU:0')['peak'] / 2 ** 20 if gpu else None
-    return dict(before_mb=before, peak_mb=peak, gpu_peak_mb=gpu_peak, step_s=step_s)
+    alloc_peak = tf.config.experimental.get_memory_info(device)['peak'] / 2 ** 20
+    return dict(device=device.split(':')[0], alloc_before_mb=alloc_before, alloc_peak_mb=alloc_peak, before_mb=before,
+                peak_mb=peak, step_s=step_s)
 
 
 def measure(setting, steps, remat, mode, calls):
@@ -68,21 +75,24 @@ def measure(setting, steps, remat, mode, calls):
     return dict(json.loads(lines[-1][len('RESULT '):]), num_updates=steps, remat=remat, mode=mode, setting=setting)
 
 
+def needed_mb(row):
+    """MiB one step allocated beyond the model and inputs: the allocator's peak above its level before the step."""
+    return row['alloc_peak_mb'] - row['alloc_before_mb']
+
+
 def memory_figure(rows):
-    """The figure of `rows` (measure()'s dicts): MiB the step needed against num_updates, a line per (mode,
-    remat); the GPU's peak allocation where the rows have one, else the RSS peak minus the RSS before."""
+    """The figure of `rows` (measure()'s dicts): needed_mb against num_updates, a line per (mode, remat)."""
     import plots   # scripts/, this file's folder, is on sys.path wherever this module was imported from
     plt = plots._pyplot()
-    gpu = all(r.get('gpu_peak_mb') is not None for r in rows)
     fig, ax = plt.subplots(figsize=(6, 4))
     for (mode, remat), colour in zip(sorted({(r['mode'], r['remat']) for r in rows}), 'C0 C0 C1 C1'.split()):
-        line = sorted((r['num_updates'], r['gpu_peak_mb'] if gpu else r['peak_mb'] - r['before_mb'])
-                      for r in rows if (r['mode'], r['remat']) == (mode, remat))
+        line = sorted((r['num_updates'], needed_mb(r)) for r in rows if (r['mode'], r['remat']) == (mode, remat))
         ax.plot(*zip(*line), 'o' + ('--' if remat else '-'), color=colour,
                 label=f'{"XLA" if mode == "xla" else "tf.function, no XLA"}{", --remat" if remat else ""}')
+    devices = sorted({r['device'] for r in rows})
     settings = sorted({r['setting'] for r in rows})
     ax.set_xlabel('inner steps (--num_updates), second order')
-    ax.set_ylabel('GPU peak allocation (MiB)' if gpu else 'RSS peak - RSS before the step (MiB)')
+    ax.set_ylabel(f'{"/".join(devices)} allocator peak above the weights (MiB)')
     ax.set_xticks(sorted({r['num_updates'] for r in rows}))
     ax.set_ylim(bottom=0)
     ax.set_title(f'Memory of one meta-train step, scripts/benchmark.py setting {", ".join(settings)}', fontsize=9)
@@ -113,17 +123,17 @@ def main(argv=None):
             parser.error(f'cannot read rows from --from_json {args.from_json}: {e}; give the file --json wrote')
         return plot(rows, args.plot)
     rows = []
-    print('| mode | num_updates | remat | RSS before the step (MiB) | RSS peak (MiB) | peak - before (MiB) | '
-          'GPU peak (MiB) | last call (s) |')
-    print('|---|---|---|---|---|---|---|---|')
+    print('| mode | num_updates | remat | device | allocator before (MiB) | allocator peak (MiB) | step needed (MiB) | '
+          'RSS before (MiB) | RSS peak (MiB) | RSS peak - before (MiB) | last call (s) |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|')
     for mode in args.modes:
         for steps in args.steps:
             for remat in (False, True):
                 r = measure(args.setting, steps, remat, mode, args.calls)
                 rows.append(r)
-                gpu = f'{r["gpu_peak_mb"]:.0f}' if r['gpu_peak_mb'] is not None else '-'
-                print(f'| {mode} | {steps} | {"yes" if remat else "no"} | {r["before_mb"]:.0f} | {r["peak_mb"]:.0f} | '
-                      f'{r["peak_mb"] - r["before_mb"]:.0f} | {gpu} | {r["step_s"]:.2f} |', flush=True)
+                print(f'| {mode} | {steps} | {"yes" if remat else "no"} | {r["device"]} | {r["alloc_before_mb"]:.0f} | '
+                      f'{r["alloc_peak_mb"]:.0f} | {needed_mb(r):.0f} | {r["before_mb"]:.0f} | {r["peak_mb"]:.0f} | '
+                      f'{r["peak_mb"] - r["before_mb"]:.0f} | {r["step_s"]:.2f} |', flush=True)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(rows, f, indent=1)

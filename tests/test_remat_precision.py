@@ -125,8 +125,8 @@ def test_usage_errors(changes, message):
 
 def test_memory_plot_redraws_saved_rows(tmp_path, capsys):
     import memory_remat
-    rows = [dict(mode='function', setting='c', num_updates=n, remat=r, before_mb=600.0,
-                 peak_mb=600.0 + n * (300 if r else 500), gpu_peak_mb=None, step_s=1.0)
+    rows = [dict(mode='function', setting='c', num_updates=n, remat=r, device='CPU', alloc_before_mb=40.0,
+                 alloc_peak_mb=40.0 + n * (300 if r else 500), before_mb=600.0, peak_mb=9000.0, step_s=1.0)
             for n in (1, 5) for r in (False, True)]
     saved = tmp_path / 'rows.json'
     saved.write_text(__import__('json').dumps(rows))
@@ -139,3 +139,14 @@ def test_memory_plot_redraws_saved_rows(tmp_path, capsys):
     with pytest.raises(SystemExit):
         memory_remat.main(['--from_json', str(tmp_path / 'missing.json'), '--plot', str(out)])
     assert 'cannot read rows from --from_json' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_memory_measure_reports_the_allocator_peak():
+    """A fresh process measures one step of the tiny setting: the allocator rose above the weights during the step,
+    and a step with 3 inner steps allocated more than one with 1."""
+    import memory_remat
+    rows = [memory_remat.measure('tiny', n, False, 'function', 1) for n in (1, 3)]
+    assert [r['device'] for r in rows] == ['CPU', 'CPU']
+    assert all(r['alloc_peak_mb'] > r['alloc_before_mb'] > 0 for r in rows)
+    assert memory_remat.needed_mb(rows[1]) > memory_remat.needed_mb(rows[0])
