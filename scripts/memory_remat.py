@@ -11,9 +11,10 @@ for the measured process by TF_CPU_ALLOCATOR_USE_BFC; GPU: the device allocator)
 the first call (weights, inputs), i.e. the step's own tensors and XLA's buffers, exactly; and the process's
 resident-set high-water mark (ru_maxrss) above its RSS before the first call, which adds XLA's compile, TensorFlow
 runtime caches and malloc's slack (noisy: the same row varied by 15 % between runs). Also the seconds of the last
-call. Prints one table; `--json` writes the rows, `--plot FILE.png` draws them (the allocator's measure against
-num_updates: a line per mode, solid without --remat, dashed with it); `--from_json FILE --plot FILE.png` redraws
-saved rows, measuring nothing.
+call. Prints one table; `--json` writes the rows (after each one; a configuration whose process fails, e.g.
+killed for lack of memory, is a row with its `error`, and the script goes on), `--plot FILE.png` draws them (the
+allocator's measure against num_updates: a line per mode, solid without --remat, dashed with it);
+`--from_json FILE --plot FILE.png` redraws saved rows, measuring nothing.
 
     python scripts/memory_remat.py --steps 1 5 10 20 --modes function --json rows.json --plot memory.png
 """
@@ -66,13 +67,18 @@ def child(setting_name, steps, remat, mode, calls=1):
 
 
 def measure(setting, steps, remat, mode, calls):
+    """child()'s row from a fresh process, with the configuration's keys; a process that fails (an exception, or
+    killed, e.g. by the kernel's OOM killer) gives a row with 'error': what happened, and no measures."""
     code = (f'import json, sys; sys.path.insert(0, {os.path.join(REPO, "scripts")!r}); import memory_remat; '
             f'print("RESULT " + json.dumps(memory_remat.child({setting!r}, {steps}, {remat}, {mode!r}, {calls})))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith('RESULT ')]
+    row = dict(num_updates=steps, remat=remat, mode=mode, setting=setting)
     if out.returncode or not lines:
-        raise SystemExit(f'num_updates={steps} remat={remat} {mode} failed:\n{out.stderr[-3000:]}')
-    return dict(json.loads(lines[-1][len('RESULT '):]), num_updates=steps, remat=remat, mode=mode, setting=setting)
+        last = [line for line in out.stderr.splitlines() if line.strip()][-1:] or ['no output']
+        how = f'killed by signal {-out.returncode}' if out.returncode < 0 else f'exit status {out.returncode}'
+        return dict(row, error=f'{how}: {last[0][-300:]}')
+    return dict(json.loads(lines[-1][len('RESULT '):]), **row)
 
 
 def needed_mb(row):
@@ -81,9 +87,11 @@ def needed_mb(row):
 
 
 def memory_figure(rows):
-    """The figure of `rows` (measure()'s dicts): needed_mb against num_updates, a line per (mode, remat)."""
+    """The figure of `rows` (measure()'s dicts): needed_mb against num_updates, a line per (mode, remat); failed
+    rows are left out."""
     import plots   # scripts/, this file's folder, is on sys.path wherever this module was imported from
     plt = plots._pyplot()
+    rows = [r for r in rows if 'error' not in r]
     fig, ax = plt.subplots(figsize=(6, 4))
     for (mode, remat), colour in zip(sorted({(r['mode'], r['remat']) for r in rows}), 'C0 C0 C1 C1'.split()):
         line = sorted((r['num_updates'], needed_mb(r)) for r in rows if (r['mode'], r['remat']) == (mode, remat))
@@ -131,12 +139,16 @@ def main(argv=None):
             for remat in (False, True):
                 r = measure(args.setting, steps, remat, mode, args.calls)
                 rows.append(r)
-                print(f'| {mode} | {steps} | {"yes" if remat else "no"} | {r["device"]} | {r["alloc_before_mb"]:.0f} | '
-                      f'{r["alloc_peak_mb"]:.0f} | {needed_mb(r):.0f} | {r["before_mb"]:.0f} | {r["peak_mb"]:.0f} | '
-                      f'{r["peak_mb"] - r["before_mb"]:.0f} | {r["step_s"]:.2f} |', flush=True)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(rows, f, indent=1)
+                if 'error' in r:
+                    print(f'| {mode} | {steps} | {"yes" if remat else "no"} | failed: {r["error"]} |', flush=True)
+                else:
+                    print(f'| {mode} | {steps} | {"yes" if remat else "no"} | {r["device"]} | '
+                          f'{r["alloc_before_mb"]:.0f} | {r["alloc_peak_mb"]:.0f} | {needed_mb(r):.0f} | '
+                          f'{r["before_mb"]:.0f} | {r["peak_mb"]:.0f} | {r["peak_mb"] - r["before_mb"]:.0f} | '
+                          f'{r["step_s"]:.2f} |', flush=True)
+                if args.json:   # after every row, so that a run stopped half-way keeps what it measured
+                    with open(args.json, 'w') as f:
+                        json.dump(rows, f, indent=1)
     if args.plot:
         plot(rows, args.plot)
 

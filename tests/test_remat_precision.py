@@ -128,6 +128,7 @@ def test_memory_plot_redraws_saved_rows(tmp_path, capsys):
     rows = [dict(mode='function', setting='c', num_updates=n, remat=r, device='CPU', alloc_before_mb=40.0,
                  alloc_peak_mb=40.0 + n * (300 if r else 500), before_mb=600.0, peak_mb=9000.0, step_s=1.0)
             for n in (1, 5) for r in (False, True)]
+    rows.append(dict(mode='function', setting='c', num_updates=20, remat=False, error='killed by signal 9: ...'))
     saved = tmp_path / 'rows.json'
     saved.write_text(__import__('json').dumps(rows))
     out = tmp_path / 'memory.png'
@@ -150,3 +151,5 @@ def test_memory_measure_reports_the_allocator_peak():
     assert [r['device'] for r in rows] == ['CPU', 'CPU']
     assert all(r['alloc_peak_mb'] > r['alloc_before_mb'] > 0 for r in rows)
     assert memory_remat.needed_mb(rows[1]) > memory_remat.needed_mb(rows[0])
+    failed = memory_remat.measure('no_such_setting', 1, False, 'function', 1)
+    assert failed['error'].startswith('exit status 1: KeyError') and 'alloc_peak_mb' not in failed
