@@ -74,6 +74,8 @@ class Config:
     distribute: str = 'none'             # none (one device), mirrored (local devices), multi_worker (processes, TF_CONFIG)
     remat: bool = False                  # recompute each inner step's activations in the backward pass (less memory)
     precision: str = 'float32'           # float32, bfloat16 or float16 network compute; float32 weights and meta-gradient
+    loss_scale: float = 128.0            # --precision=float16: the inner and outer losses are multiplied by this before
+                                         # differentiating (their gradients divided by it after)
     tf32: bool = False                   # let TensorFlow use TF32 for float32 products on Ampere+ GPUs
     # ---- learners beyond MAML: flags defined from these fields by main.py (help text in the metadata) ----
     method: str = _flag('maml', 'the learner: ' + ', '.join(METHODS) + ' (maml: the faithful port of the original)')

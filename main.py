@@ -161,6 +161,10 @@ def define_flags(flag_values=FLAGS):
                       'keeping them: peak memory grows slower with --num_updates, same meta-gradient, more compute', **f)
     flags.DEFINE_string('precision', d.precision, 'float32, bfloat16 or float16: the network\'s compute in both '
                         'loops (weights, Adam and the meta-gradient stay float32; float16 scales the losses)', **f)
+    flags.DEFINE_float('loss_scale', d.loss_scale, 'with --precision=float16: the fixed factor the inner and outer '
+                       'losses are multiplied by before differentiating (gradients divided by it after), so that '
+                       'small gradients do not underflow float16; lower it if training diverges at once '
+                       '(Omniglot conv: 1)', **f)
     flags.DEFINE_bool('tf32', d.tf32, 'let float32 products use TF32 on Ampere and newer GPUs (TensorFlow\'s '
                       'default; maml-tf2 turns it off for the original\'s float32 numbers)', **f)
     flags.DEFINE_bool('verbose', False, 'show TensorFlow\'s own start-up and info lines (hidden by default)', **f)
@@ -241,6 +245,11 @@ def check_config(config, explicit=()):
         if getattr(c, name) != getattr(Config(), name) and c.method not in config_lib.INNER_LOOP:
             raise UsageError(f'--{name} applies to the inner-loop learners ({", ".join(config_lib.INNER_LOOP)}); '
                              f'drop it for --method={c.method}')
+    if c.loss_scale != Config().loss_scale and c.precision != 'float16':
+        raise UsageError(f'--loss_scale={c.loss_scale:g} applies to --precision=float16 only; drop it or add '
+                         f'--precision=float16')
+    if not 0 < c.loss_scale < float('inf'):
+        raise UsageError(f'--loss_scale={c.loss_scale:g} must be a positive number; pass e.g. 1 or 128')
     if c.precision != 'float32' and c.per_step_bn_stats:
         raise UsageError(f'--per_step_bn_stats keeps float32 running statistics of the batch moments; drop it or '
                          f'--precision={c.precision}')
@@ -1155,6 +1164,9 @@ def _diverged(e, itr, what):
     where = (f'the last good checkpoint is {last} (nothing after it was saved); to go on from it, run again with '
              f'the same flags and e.g. a lower --meta_lr, or test it with --train=False') if last else \
         'no checkpoint was saved; train again with e.g. a lower --meta_lr or --update_lr'
+    if e.config.precision == 'float16':
+        where += (f' (with --precision=float16 the likely cause is a float16 overflow of the scaled gradients: lower '
+                  f'--loss_scale, now {e.config.loss_scale:g}, or use --precision=bfloat16)')
     raise TrainingDiverged(f'training diverged at iteration {itr}: {what}; {where}')
 
 

@@ -33,7 +33,6 @@ MetaOutput = collections.namedtuple(
 
 GRAD_CLIP_MINIIMAGENET = 10.0
 COMPUTE_DTYPES = {'bfloat16': tf.bfloat16, 'float16': tf.float16}   # --precision other than float32
-FLOAT16_LOSS_SCALE = 128.0   # --precision=float16: inner and outer losses are scaled by this before differentiating
 
 
 class MAML(tf.Module):
@@ -88,7 +87,7 @@ class MAML(tf.Module):
         self.pretrain_optimizer = adam.Adam(self.meta_variables, config.meta_lr, name='Adam_pretrain')
         self._functions = {}
         self.compute_dtype = COMPUTE_DTYPES.get(config.precision, dtype)
-        self.loss_scale = FLOAT16_LOSS_SCALE if self.compute_dtype == tf.float16 else None
+        self.loss_scale = config.loss_scale if self.compute_dtype == tf.float16 else None   # --loss_scale
         if self.compute_dtype != dtype:
             self._lower_precision()
 

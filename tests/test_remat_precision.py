@@ -101,6 +101,25 @@ def test_default_precision_leaves_the_learner_alone():
     assert '_norm' not in vars(model)
 
 
+def test_float16_loss_scale_is_the_flag_and_can_overflow():
+    """--loss_scale is the factor of the float16 losses; on an Omniglot-shaped conv net with batch norm the
+    former fixed 128 overflows float16 in the first inner gradient (the real 2000-iteration run diverged at
+    iteration 0), and 1 does not."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    batch = [tf.constant(rng.uniform(0, 1, size=(2, 5, 784)).astype(np.float32)),   # pixel-like: positive
+             tf.constant(np.tile(np.eye(5, dtype=np.float32), (2, 1, 1)))] * 2
+    finite = {}
+    for scale in (128.0, 1.0):
+        config = Config(datasource='omniglot', num_classes=5, meta_batch_size=2, update_batch_size=1,
+                        update_lr=0.4, seed=0, xla=False, precision='float16', loss_scale=scale)
+        model = maml.MAML(784, 5, 1, config)
+        assert model.loss_scale == scale
+        grads = model.meta_gradients(*batch)[1]
+        finite[scale] = all(bool(np.all(np.isfinite(g.numpy()))) for g in grads.values())
+    assert finite == {128.0: False, 1.0: True}
+
+
 def test_tf32_off_by_default():
     import distribute
     distribute.set_tf32(Config().tf32)
@@ -116,6 +135,8 @@ def test_tf32_off_by_default():
     (dict(remat=True, method='reptile'), '--remat applies to the inner-loop'),
     (dict(precision='bfloat16', datasource='omniglot', per_step_bn_stats=True), '--per_step_bn_stats keeps float32'),
     (dict(remat=True, datasource='omniglot', per_step_bn_stats=True), '--per_step_bn_stats records'),
+    (dict(loss_scale=1.0), '--loss_scale=1 applies to --precision=float16 only'),
+    (dict(loss_scale=0.0, precision='float16'), '--loss_scale=0 must be a positive number'),
 ])
 def test_usage_errors(changes, message):
     with pytest.raises(main.UsageError, match=message.replace('(', r'\(')) as err:
