@@ -174,3 +174,16 @@ def test_memory_measure_reports_the_allocator_peak():
     assert memory_remat.needed_mb(rows[1]) > memory_remat.needed_mb(rows[0])
     failed = memory_remat.measure('no_such_setting', 1, False, 'function', 1)
     assert failed['error'].startswith('exit status 1: KeyError') and 'alloc_peak_mb' not in failed
+
+
+def test_float16_divergence_error_names_the_loss_scale():
+    from types import SimpleNamespace
+    e = SimpleNamespace(config=Config(precision='float16', loss_scale=128.0), restored_from=None,
+                        checkpointer=SimpleNamespace(kept=[]))
+    with pytest.raises(main.TrainingDiverged) as err:
+        main._diverged(e, 0, 'the meta-training objective is nan')
+    assert str(err.value).endswith('(with --precision=float16 the likely cause is a float16 overflow of the scaled '
+                                   'gradients: lower --loss_scale, now 128, or use --precision=bfloat16)')
+    with pytest.raises(main.TrainingDiverged) as err:
+        main._diverged(SimpleNamespace(**dict(vars(e), config=Config())), 0, 'the meta-training objective is nan')
+    assert 'loss_scale' not in str(err.value)
