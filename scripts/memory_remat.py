@@ -139,13 +139,11 @@ def main(argv=None):
             for remat in (False, True):
                 r = measure(args.setting, steps, remat, mode, args.calls)
                 rows.append(r)
-                if 'error' in r:
-                    print(f'| {mode} | {steps} | {"yes" if remat else "no"} | failed: {r["error"]} |', flush=True)
-                else:
-                    print(f'| {mode} | {steps} | {"yes" if remat else "no"} | {r["device"]} | '
-                          f'{r["alloc_before_mb"]:.0f} | {r["alloc_peak_mb"]:.0f} | {needed_mb(r):.0f} | '
-                          f'{r["before_mb"]:.0f} | {r["peak_mb"]:.0f} | {r["peak_mb"] - r["before_mb"]:.0f} | '
-                          f'{r["step_s"]:.2f} |', flush=True)
+                cells = (f'failed: {r["error"]}' if 'error' in r else
+                         f'{r["device"]} | {r["alloc_before_mb"]:.0f} | {r["alloc_peak_mb"]:.0f} | {needed_mb(r):.0f} | '
+                         f'{r["before_mb"]:.0f} | {r["peak_mb"]:.0f} | {r["peak_mb"] - r["before_mb"]:.0f} | '
+                         f'{r["step_s"]:.2f}')
+                print(f'| {mode} | {steps} | {"yes" if remat else "no"} | {cells} |', flush=True)
                 if args.json:   # after every row, so that a run stopped half-way keeps what it measured
                     with open(args.json, 'w') as f:
                         json.dump(rows, f, indent=1)

@@ -105,7 +105,6 @@ def test_float16_loss_scale_is_the_flag_and_can_overflow():
     """--loss_scale is the factor of the float16 losses; on an Omniglot-shaped conv net with batch norm the
     former fixed 128 overflows float16 in the first inner gradient (the real 2000-iteration run diverged at
     iteration 0), and 1 does not."""
-    import numpy as np
     rng = np.random.default_rng(0)
     batch = [tf.constant(rng.uniform(0, 1, size=(2, 5, 784)).astype(np.float32)),   # pixel-like: positive
              tf.constant(np.tile(np.eye(5, dtype=np.float32), (2, 1, 1)))] * 2
