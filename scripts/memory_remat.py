@@ -140,9 +140,9 @@ def main(argv=None):
                 r = measure(args.setting, steps, remat, mode, args.calls)
                 rows.append(r)
                 cells = (f'failed: {r["error"]}' if 'error' in r else
-                         f'{r["device"]} | {r["alloc_before_mb"]:.0f} | {r["alloc_peak_mb"]:.0f} | {needed_mb(r):.0f} | '
-                         f'{r["before_mb"]:.0f} | {r["peak_mb"]:.0f} | {r["peak_mb"] - r["before_mb"]:.0f} | '
-                         f'{r["step_s"]:.2f}')
+                         f'{r["device"]} | {r["alloc_before_mb"]:.0f} | {r["alloc_peak_mb"]:.0f} | '
+                         f'{needed_mb(r):.0f} | {r["before_mb"]:.0f} | {r["peak_mb"]:.0f} | '
+                         f'{r["peak_mb"] - r["before_mb"]:.0f} | {r["step_s"]:.2f}')
                 print(f'| {mode} | {steps} | {"yes" if remat else "no"} | {cells} |', flush=True)
                 if args.json:   # after every row, so that a run stopped half-way keeps what it measured
                     with open(args.json, 'w') as f:
