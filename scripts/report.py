@@ -177,7 +177,7 @@ def collect(experiment, logdir, seed=None):
     return dict(record=record, folder=folder, seed=seed, exp_dir=exp_dir, csv=csv_path, mean=mean, ci95=ci95, rows=rows,
                 tested=tested, latest=latest,
                 planned=record.get('planned_iterations', config.pretrain_iterations + config.metatrain_iterations),
-                train_wall=sum(s['wall_s'] for s in trains if s.get('wall_s') is not None),
+                train_wall=sum(session_wall(s) or 0 for s in trains),
                 diverged=bool(trains) and trains[-1].get('returncode') == reproduce.EXIT_DIVERGED)
 
 
@@ -415,8 +415,19 @@ def seed_by_seed(experiment, infos):
     return out
 
 
+def session_wall(s):
+    """Seconds a session ran: to its recorded end, or for one killed (or still running) to when it was last seen
+    alive (reproduce.py's heartbeat); None if neither is recorded."""
+    return s['wall_s'] if s.get('wall_s') is not None else s.get('wall_s_so_far')
+
+
 def session_line(s):
-    wall = duration(s['wall_s']) if s.get('wall_s') is not None else 'no end recorded (interrupted or running)'
+    if s.get('wall_s') is not None:
+        wall = duration(s['wall_s'])
+    elif s.get('last_seen'):
+        wall = f'no end recorded (killed or running), last seen {s["last_seen"]}, {duration(s["wall_s_so_far"])} in'
+    else:
+        wall = 'no end recorded (interrupted or running)'
     end = s.get('end') or '?'
     text = f'{s.get("phase")}: {s.get("start", "?")} to {end}, wall {wall}'
     if s.get('phase') == 'train':
@@ -453,7 +464,8 @@ def details(experiment, info, logdir):
     out.append(f'- Iterations trained: {info["latest"]} of {info["planned"]} in the latest checkpoint'
                + ('' if tested is None or tested == info['latest'] else f'; the test used {tested}'))
     if info['train_wall']:
-        out.append(f'- Training wall time (all sessions with an end time): {duration(info["train_wall"])}')
+        out.append('- Training wall time (all sessions; a killed one until it was last seen): '
+                   + duration(info['train_wall']))
     for s in r.get('sessions', []):
         out.append('- ' + session_line(s))
     if r.get('machine'):
@@ -586,7 +598,8 @@ def report(logdir):
             'Difference: ours − paper. Within CI: |difference| ≤ our CI + the paper\'s CI, i.e. the '
             'intervals overlap; * where the paper gives no interval (only our CI counts). Iterations: '
             'trained when tested / the paper\'s count. Train wall: the training sessions\' wall times added '
-            'up (interrupted ones included, TensorFlow start-up and compilation too). An experiment run over '
+            'up (interrupted ones included, killed ones until last seen alive, TensorFlow start-up and compilation '
+            'too). An experiment run over '
             'seeds has a row per seed (`NAME/seed<s>`) and one with the mean ± standard deviation (ddof 1) of '
             'the seeds\' means (see Over seeds).', '',
             '| experiment | inner steps | ours | paper | difference | within CI | iterations | train wall |',

@@ -592,8 +592,9 @@ def save_record(path, record):
     os.replace(tmp, path)
 
 
-def _run_phase(argv, log_path, echo):
+def _run_phase(argv, log_path, echo, alive=None):
     """Runs `argv`, appending its output (stdout and stderr) to `log_path` and echoing it; returns the status.
+    `alive()` is called after every line main.py prints.
 
     If this process is stopped (Ctrl-C, SIGTERM), main.py is stopped too (it resumes from its last
     checkpoint next time) rather than left training on its own.
@@ -609,6 +610,8 @@ def _run_phase(argv, log_path, echo):
                 if echo:
                     sys.stdout.write(line)
                     sys.stdout.flush()
+                if alive:
+                    alive()
             return proc.wait()
         finally:
             if proc.poll() is None:
@@ -619,6 +622,7 @@ def _run_phase(argv, log_path, echo):
                     proc.kill()
 
 
+HEARTBEAT_S = 60    # how often a running session's record notes that it is still alive (last_seen, wall_s_so_far)
 EXIT_DIVERGED = 3   # main.py's exit status when the training objective or a weight became nan/inf (main.EXIT_DIVERGED)
 
 
@@ -661,17 +665,27 @@ def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=
 
     def session(phase, flags, **extra):
         """Runs one main.py phase and records it; returns its exit status. An interrupted one is
-        recorded too (end, wall, returncode None, interrupted), and the interruption goes on."""
+        recorded too (end, wall, returncode None, interrupted), and the interruption goes on; one killed
+        outright (SIGKILL, the machine going away) keeps `last_seen` and `wall_s_so_far`, noted every
+        HEARTBEAT_S seconds while main.py prints."""
         entry = {'phase': phase, 'command': shown_command(flags, tasks), 'git_commit': git_commit(),
                  'start': _now(), 'end': None, 'wall_s': None, 'returncode': None,
                  'load_average_start': list(os.getloadavg()), **extra}
         record['sessions'].append(entry)
         save_record(record_path, record)
-        t0 = time.perf_counter()
+        t0 = noted = time.perf_counter()
         print(f'[reproduce] {label} {phase}: {entry["command"]}', flush=True)
+
+        def alive():
+            nonlocal noted
+            if time.perf_counter() - noted >= HEARTBEAT_S:
+                noted = time.perf_counter()
+                entry.update(last_seen=_now(), wall_s_so_far=round(noted - t0, 1))
+                save_record(record_path, record)
+
         status = None
         try:
-            status = _run_phase(main_argv(flags, tasks), os.path.join(logdir, phase + '.log'), echo)
+            status = _run_phase(main_argv(flags, tasks), os.path.join(logdir, phase + '.log'), echo, alive)
         finally:
             entry.update(end=_now(), wall_s=round(time.perf_counter() - t0, 1), returncode=status,
                          load_average_end=list(os.getloadavg()))

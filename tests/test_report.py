@@ -94,7 +94,8 @@ def synthetic_logs(root):
     write_checkpoint(str(mini), 999, 1000)
     (logs / 'mini_5w1s' / 'run.json').write_text(json.dumps({
         'experiment': 'mini_5w1s', 'machine': MACHINE, 'planned_iterations': 60000,
-        'sessions': [session('train', 'g', None, None, iterations_before=0)]}))
+        'sessions': [session('train', 'g', None, None, iterations_before=0, last_seen='h', wall_s_so_far=1200.0),
+                     session('train', 'i', None, None, iterations_before=1000)]}))   # killed, then running
     return logs
 
 
@@ -119,7 +120,7 @@ Machines: Test CPU, 2 logical CPUs, AVX-512, virtual machine, GPU: none, TensorF
 
 ## Summary
 
-Ours: mean over the test tasks ± 95% confidence interval (1.96·std/√tasks; 600 tasks, the original protocol; Reptile's --protocol=reptile: 10000) from main.py's test CSV, after the number of inner steps the paper reports (learners without inner steps: 0) (sinusoid settings the paper shows only in figures: 1, 5 and 10 steps as its table, the oracle before adaptation; accuracy in %, mean squared error for sinusoid). Paper: Finn et al. 2017, ± its 95% CI; for the other learners their own paper (named in each run's section and in Settings), ± as published: a 95% CI except where marked † (MAML++: std over 3 seeds). Difference: ours − paper. Within CI: |difference| ≤ our CI + the paper's CI, i.e. the intervals overlap; * where the paper gives no interval (only our CI counts). Iterations: trained when tested / the paper's count. Train wall: the training sessions' wall times added up (interrupted ones included, TensorFlow start-up and compilation too). An experiment run over seeds has a row per seed (`NAME/seed<s>`) and one with the mean ± standard deviation (ddof 1) of the seeds' means (see Over seeds).
+Ours: mean over the test tasks ± 95% confidence interval (1.96·std/√tasks; 600 tasks, the original protocol; Reptile's --protocol=reptile: 10000) from main.py's test CSV, after the number of inner steps the paper reports (learners without inner steps: 0) (sinusoid settings the paper shows only in figures: 1, 5 and 10 steps as its table, the oracle before adaptation; accuracy in %, mean squared error for sinusoid). Paper: Finn et al. 2017, ± its 95% CI; for the other learners their own paper (named in each run's section and in Settings), ± as published: a 95% CI except where marked † (MAML++: std over 3 seeds). Difference: ours − paper. Within CI: |difference| ≤ our CI + the paper's CI, i.e. the intervals overlap; * where the paper gives no interval (only our CI counts). Iterations: trained when tested / the paper's count. Train wall: the training sessions' wall times added up (interrupted ones included, killed ones until last seen alive, TensorFlow start-up and compilation too). An experiment run over seeds has a row per seed (`NAME/seed<s>`) and one with the mean ± standard deviation (ddof 1) of the seeds' means (see Over seeds).
 
 | experiment | inner steps | ours | paper | difference | within CI | iterations | train wall |
 |---|---|---|---|---|---|---|---|
@@ -128,7 +129,7 @@ Ours: mean over the test tasks ± 95% confidence interval (1.96·std/√tasks; 6
 | sine_k5_maml | 10 | 0.360 ± 0.020 | 0.35 | +0.010 | yes* | 70000 / 70000 | 10m00s |
 | omniglot_5w1s | 3 | 98.50 ± 0.40 | 98.7 ± 0.4 | -0.20 | yes | 5000 / 60000 | — |
 | omniglot_20w1s (smoke) | 5 | 90.00 ± 1.00 | 95.8 ± 0.3 | -5.80 | no | 2000 / 60000 | 1h30m00s |
-| mini_5w1s | 10 | — | 48.70 ± 1.84 | — | — | 1000 / 60000 (not tested) | — |
+| mini_5w1s | 10 | — | 48.70 ± 1.84 | — | — | 1000 / 60000 (not tested) | 20m00s |
 
 Not run: """ + NOT_RUN + """.
 
@@ -149,7 +150,7 @@ python main.py --datasource=sinusoid --logdir=logs/sine_k5_maml --train=False
 
 - Run folder: `logs/sine_k5_maml/cls_5.mbs_25.ubs_5.numstep1.updatelr0.01nonorm`
 - Iterations trained: 70000 of 70000 in the latest checkpoint
-- Training wall time (all sessions with an end time): 10m00s
+- Training wall time (all sessions; a killed one until it was last seen): 10m00s
 - train: 2026-01-01T00:00:00+00:00 to 2026-01-01T00:10:00+00:00, wall 10m00s, iterations 0 → 70000, load average 1.0 at start, 2.0 at end, commit `abc1234`
 - test: 2026-01-01T00:10:00+00:00 to 2026-01-01T00:10:20+00:00, wall 20s, checkpoint model69999 (70000 iterations), 600 tasks, commit `abc1234`
 - Machine: Test CPU, 2 logical CPUs, AVX-512, virtual machine, GPU: none, TensorFlow 2.21.0 (tensorflow), Python 3.11.7
@@ -185,7 +186,7 @@ A smoke run (a check of the pipeline, not a result).
 
 - Run folder: `logs/omniglot_20w1s/cls_20.mbs_16.ubs_1.numstep5.updatelr0.1batchnorm`
 - Iterations trained: 3000 of 60000 in the latest checkpoint; the test used 2000
-- Training wall time (all sessions with an end time): 1h30m00s
+- Training wall time (all sessions; a killed one until it was last seen): 1h30m00s
 - train: a to b, wall 1h00m00s, iterations 0 → 2000, commit `abc1234`
 - test: c to d, wall 30s, checkpoint model1999 (2000 iterations), 10 tasks, commit `abc1234`
 - train: e to f, wall 30m00s, iterations 2000 → 3000, commit `abc1234`
@@ -201,7 +202,9 @@ Test accuracy (%) after each number of inner steps, mean ± 95% CI, from `logs/o
 
 - Run folder: `logs/mini_5w1s/cls_5.mbs_4.ubs_1.numstep5.updatelr0.01hidden32maxpoolbatchnorm`
 - Iterations trained: 1000 of 60000 in the latest checkpoint
-- train: g to ?, wall no end recorded (interrupted or running), iterations 0 → ?, commit `abc1234`
+- Training wall time (all sessions; a killed one until it was last seen): 20m00s
+- train: g to ?, wall no end recorded (killed or running), last seen h, 20m00s in, iterations 0 → ?, commit `abc1234`
+- train: i to ?, wall no end recorded (interrupted or running), iterations 1000 → ?, commit `abc1234`
 - Machine: Test CPU, 2 logical CPUs, AVX-512, virtual machine, GPU: none, TensorFlow 2.21.0 (tensorflow), Python 3.11.7
 
 Not tested yet.

@@ -503,7 +503,7 @@ def test_a_diverged_training_is_a_result_tested_at_its_last_checkpoint(tmp_path,
     done = {}     # run folder -> iterations in its latest checkpoint
     calls = []
 
-    def fake_phase(argv, log_path, echo):
+    def fake_phase(argv, log_path, echo, alive):
         phase, seed = os.path.basename(log_path)[:-4], next(a for a in argv if a.startswith('--seed='))[7:]
         folder = os.path.dirname(log_path)
         calls.append((phase, seed))
@@ -531,7 +531,7 @@ def test_the_authors_5shot_protocol_tests_the_1shot_model(tmp_path, monkeypatch)
     --train_update_batch_size=1, recording the test in its own run.json; report.py reads that test's CSV."""
     done, calls = {}, []
 
-    def fake_phase(argv, log_path, echo):
+    def fake_phase(argv, log_path, echo, alive):
         calls.append((os.path.relpath(log_path, tmp_path), [a for a in argv if a.startswith(
             ('--update_batch_size', '--train_update_batch_size', '--logdir'))]))
         if os.path.basename(log_path) == 'train.log':
@@ -550,3 +550,20 @@ def test_the_authors_5shot_protocol_tests_the_1shot_model(tmp_path, monkeypatch)
     assert [s['phase'] for s in record['sessions']] == ['test']
     assert record['exp_dir'] == 'omniglot_5w1s/seed3/cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm'
     assert record['test_csv'] == record['exp_dir'] + '/test_ubs5_stepsize0.4.csv'
+
+
+def test_a_session_killed_outright_keeps_when_it_was_last_seen(tmp_path, monkeypatch):
+    """A training session whose process dies without a word (SIGKILL: no finally runs) has no end in run.json, but
+    the heartbeat written while main.py printed says how long it ran (report.py counts it in the train wall)."""
+    def fake_phase(argv, log_path, echo, alive):
+        for _ in range(3):
+            alive()
+        with open(os.path.join(os.path.dirname(log_path), 'run.json')) as f:
+            raise SystemExit(json.load(f))      # the record as a SIGKILL at this moment would leave it
+
+    monkeypatch.setattr(reproduce, 'HEARTBEAT_S', 0)
+    _fake_runs(monkeypatch, fake_phase, {})
+    with pytest.raises(SystemExit) as killed:
+        reproduce.main(['sine_k5_maml', '--logdir_root', str(tmp_path)])
+    (s,) = killed.value.code['sessions']
+    assert s['end'] is None and s['wall_s'] is None and s['last_seen'] >= s['start'] and s['wall_s_so_far'] >= 0
