@@ -12,13 +12,13 @@ BASELINES = (None, 'oracle')
 # --method: name -> 'module:Class' of the learner (all share main.py's train()/test(); see README "Architecture")
 METHODS = {
     'maml': 'maml:MAML',
-    'reptile': 'reptile:Reptile',
-    'protonet': 'protonet:ProtoNet',
-    'matchingnet': 'matchingnet:MatchingNet',
-    'baseline': 'baseline:Baseline',
-    'baseline_pp': 'baseline:BaselinePP',
-    'metasgd': 'metasgd:MetaSGD',
-    'anil': 'anil:ANIL',
+    'reptile': 'learners.reptile:Reptile',
+    'protonet': 'learners.protonet:ProtoNet',
+    'matchingnet': 'learners.matchingnet:MatchingNet',
+    'baseline': 'learners.baseline:Baseline',
+    'baseline_pp': 'learners.baseline:BaselinePP',
+    'metasgd': 'learners.metasgd:MetaSGD',
+    'anil': 'learners.anil:ANIL',
 }
 PROTOCOLS = ('maml', 'reptile')
 INNER_LOOP = ('maml', 'metasgd', 'anil')          # the learners the MAML++ switches apply to
@@ -80,7 +80,7 @@ class Config:
     # ---- learners beyond MAML: flags defined from these fields by main.py (help text in the metadata) ----
     method: str = _flag('maml', 'the learner: ' + ', '.join(METHODS) + ' (maml: the faithful port of the original)')
     protocol: str = _flag('maml', 'maml: MAML\'s network, split and 600 fixed test tasks for every method; '
-                          'reptile: everything else as openai/supervised-reptile (Omniglot only)')
+                          'learners.reptile: everything else as openai/supervised-reptile (Omniglot only)')
     # Reptile (openai/supervised-reptile flags; its --learning-rate is --update_lr, its --meta-batch --meta_batch_size,
     # its --classes/--shots are --num_classes/--update_batch_size, its --meta-iters --metatrain_iterations)
     inner_iters: int = _flag(20, 'Reptile: inner Adam steps per training task (its --inner-iters)', ('reptile',))
@@ -124,10 +124,10 @@ class Config:
                          ('protonet', 'matchingnet', 'baseline', 'baseline_pp'))
     # Fine-tuning baselines (Chen et al. 2019)
     batch_size: int = _flag(16, 'baseline pre-training: images per mini-batch', ('baseline', 'baseline_pp'))
-    finetune_epochs: int = _flag(100, 'baseline: epochs of the new head on a test task\'s support set',
+    finetune_epochs: int = _flag(100, 'learners.baseline: epochs of the new head on a test task\'s support set',
                                  ('baseline', 'baseline_pp'))
-    finetune_batch: int = _flag(4, 'baseline: mini-batch of the new head\'s SGD', ('baseline', 'baseline_pp'))
-    finetune_lr: float = _flag(0.01, 'baseline: SGD learning rate of the new head (momentum 0.9, weight decay '
+    finetune_batch: int = _flag(4, 'learners.baseline: mini-batch of the new head\'s SGD', ('baseline', 'baseline_pp'))
+    finetune_lr: float = _flag(0.01, 'learners.baseline: SGD learning rate of the new head (momentum 0.9, weight decay '
                                '1e-3)', ('baseline', 'baseline_pp'))
 
     def replace(self, **changes):

@@ -256,7 +256,7 @@ def check_config(config, explicit=()):
     if c.remat and c.per_step_bn_stats:
         raise UsageError('--per_step_bn_stats records the batch moments as the step is traced, which --remat '
                          'recomputes; drop one of the two')
-    import distribute as distribute_lib
+    from infra import distribute as distribute_lib
     why = distribute_lib.unsupported(c)
     if why:
         raise UsageError(why)
@@ -297,7 +297,7 @@ def check_cluster(config):
     """Raises UsageError when --distribute=multi_worker cannot run with this process's TF_CONFIG (missing, not JSON,
     no cluster / task, a task outside the cluster, a meta-batch that does not split over the workers). The
     environment, not the flags: check_config does not read it."""
-    import distribute as distribute_lib
+    from infra import distribute as distribute_lib
     why = distribute_lib.cluster_problem(config)
     if why:
         raise UsageError(why)
@@ -566,7 +566,7 @@ def check_tf1_paths(config, exp_dir):
     native checkpoint the flags would also load (`--test_iter`; `--resume` with one in `exp_dir`),
     and an export prefix that is a directory, unwritable, or inside the experiment directory.
     """
-    import tf1_checkpoint as tf1_lib
+    from infra import tf1_checkpoint as tf1_lib
     prefix = None
     if config.tf1_checkpoint:
         try:
@@ -600,7 +600,7 @@ def load_tf1(experiment, prefix):
     name; it saved `model<N>` after iteration N), with fresh Adams and data stream, as the
     original's restore had; testing needs none.
     """
-    import tf1_checkpoint as tf1_lib
+    from infra import tf1_checkpoint as tf1_lib
     try:
         ignored = tf1_lib.load(experiment.model, prefix)
     except tf1_lib.Error as e:
@@ -622,7 +622,7 @@ def learner_class(config):
     `--method=maml` with a MAML++ switch on is mamlpp's subclass, so that plain MAML keeps its compiled step."""
     import importlib
     if config.method == 'maml':
-        import mamlpp
+        from learners import mamlpp
         return mamlpp.learner_class(config)
     module, name = config_lib.METHODS[config.method].split(':')
     return getattr(importlib.import_module(module), name)
@@ -686,7 +686,7 @@ def prepare(config, explicit=()):
     """
     check_config(config, explicit)
     check_cluster(config)
-    import distribute as distribute_lib
+    from infra import distribute as distribute_lib
     rc = run_config(config)
     try:   # before anything initialises TensorFlow's devices (multi_worker: main.py created it at import)
         if config.cpu_devices != 1:
@@ -745,7 +745,7 @@ def _check_same_start(experiment, strategy):
     """Raises UsageError (on every worker alike) unless all workers restored the same iteration count: a worker
     that does not see the chief's checkpoint (a --logdir that is not on a shared filesystem) would train other
     weights and other iterations, and the all-reduces would stop matching."""
-    import distribute as distribute_lib
+    from infra import distribute as distribute_lib
     low, high = distribute_lib.all_workers_range(strategy, experiment.start_itr)
     if low != high:
         raise UsageError(f'the workers restored different checkpoints of {experiment.exp_dir} ({low} .. {high} '
@@ -954,7 +954,7 @@ def train(experiment, intervals=None, after_step=None):
     classification = rc.datasource != 'sinusoid'
     batches = _batches(e, train=True)
     val_batches = _batches(e, train=False) if classification else None
-    import distribute as distribute_lib
+    from infra import distribute as distribute_lib
     if not distribute_lib.is_chief(e.config):
         _chief_ready(e, None)
         return _train_not_chief(e, iv, total, classification, batches, val_batches, after_step)
@@ -982,7 +982,7 @@ def _chief_ready(e, error):
     whether it could take --logdir (folder, RunLock) before the first all-reduce, which would otherwise wait for
     it. Without multi_worker: raises `error` if any."""
     if e.run_config.distribute == 'multi_worker':
-        import distribute as distribute_lib
+        from infra import distribute as distribute_lib
         _, failed = distribute_lib.all_workers_range(e.model.strategy, int(error is not None))
         if failed and error is None:
             raise UsageError(f'the chief could not write into {e.exp_dir} (its own error says why); fix that and '
@@ -996,7 +996,7 @@ def _train_not_chief(e, iv, total, classification, batches, val_batches, after_s
     every worker), no summaries, no lock, and its checkpoints (TensorFlow's guidance: every worker saves) written
     into a temporary directory outside --logdir, deleted at the end; the chief writes the run's."""
     import shutil
-    import distribute as distribute_lib
+    from infra import distribute as distribute_lib
     task = distribute_lib.task_name()
     e.checkpointer.directory = tempfile.mkdtemp(prefix='maml-tf2-' + task.replace(' ', '') + '-')
     try:
@@ -1013,7 +1013,7 @@ PROGRESS_SECONDS = 30       # train(): a progress line at least this often betwe
 
 
 def _train_loop(e, iv, total, classification, batches, val_batches, writer, after_step):
-    import loop
+    from infra import loop
     rc, model = e.run_config, e.model
     print('Done initializing, starting training.')
     prelosses, postlosses = [], []
@@ -1107,7 +1107,7 @@ def _train_loop(e, iv, total, classification, batches, val_batches, writer, afte
     print(f'[maml-tf2] trained iterations {e.start_itr}..{itr} of {total} in {_duration(wall)} (first iteration of '
           f'each phase {compile_s:.1f}s{steady})')
     kept = ', '.join(os.path.basename(p) for p in e.checkpointer.kept)
-    import distribute as distribute_lib
+    from infra import distribute as distribute_lib
     chief = distribute_lib.is_chief(e.config)
     if chief:   # a multi_worker worker's own checkpoint is a temporary copy (_train_not_chief)
         print(f'[maml-tf2] checkpoint {prefix} (kept: {kept}; list in {os.path.join(e.exp_dir, CHECKPOINT_STATE)})'
@@ -1225,7 +1225,7 @@ def test(experiment):
     apart. Returns the rows.
     """
     e, rc, model = experiment, experiment.run_config, experiment.model
-    import distribute as distribute_lib
+    from infra import distribute as distribute_lib
     if not distribute_lib.is_chief(e.config):
         print(f'[maml-tf2] {distribute_lib.task_name()} is not the chief of --distribute=multi_worker: the chief '
               f'tests and writes the results; nothing to do here', flush=True)
@@ -1285,7 +1285,7 @@ def test(experiment):
     nonfinite = (~np.isfinite(metaval_accuracies)).sum(0)
     iterations = e.start_itr
     if e.config.tf1_checkpoint and e.restored_from:
-        import tf1_checkpoint as tf1_lib
+        from infra import tf1_checkpoint as tf1_lib
         iterations = tf1_lib.iterations_done(e.restored_from)
     record = {
         'split': split, 'checkpoint': os.path.abspath(e.restored_from) if e.restored_from else None,
@@ -1340,9 +1340,9 @@ def run(config, explicit=(), intervals=None):
     for line in config_warnings(config):
         print('[maml-tf2] warning: ' + line)
     result = train(experiment, intervals) if config.train else test(experiment)
-    import distribute as distribute_lib
+    from infra import distribute as distribute_lib
     if config.export_tf1 and distribute_lib.is_chief(config):
-        import tf1_checkpoint as tf1_lib
+        from infra import tf1_checkpoint as tf1_lib
         print('[maml-tf2] wrote TF1 checkpoint ' + tf1_lib.export(experiment.model, config.export_tf1))
     return result
 
@@ -1380,7 +1380,7 @@ def import_tensorflow(verbose=False, cpu_devices=1, multi_worker=False):
     creates the process's MultiWorkerMirroredStrategy from TF_CONFIG before the devices (it must come first; it
     waits for every worker of the cluster); raises distribute.Error for a TF_CONFIG it cannot use.
     """
-    import distribute as distribute_lib
+    from infra import distribute as distribute_lib
     if verbose or 'tensorflow' in sys.modules:
         import tensorflow as tf
         if multi_worker:
@@ -1419,7 +1419,7 @@ def main(argv):
         logging.getLogger('data_generator').addFilter(lambda record: 'cache' not in record.getMessage())
     if len(argv) > 1:
         fail(f'unexpected argument {argv[1]!r}; flags are written --name=value')
-    import distribute as distribute_lib
+    from infra import distribute as distribute_lib
     multi_worker = FLAGS.distribute == 'multi_worker' and FLAGS.train
     if multi_worker:   # its flags and TF_CONFIG checked before the strategy waits for the other workers
         try:

@@ -16,8 +16,8 @@ import collections
 import numpy as np
 import tensorflow as tf
 
-import adam
-import loop
+from infra import adam
+from infra import loop
 from config import Config
 from utils import accuracy, conv_block, glorot_uniform, mse, normalize, random_normal, truncated_normal, xent
 

@@ -260,7 +260,7 @@ def step_function(model, mode, batch, steps_per_execution):
     if mode == 'eager':
         return model._metatrain_step, 1    # meta_gradients + clip + Adam, op by op
     if mode == 'xla_loop':
-        import loop
+        from infra import loop
         stacks = loop.stack_batches([batch] * steps_per_execution, steps_per_execution)
         return (lambda *_: model.metatrain_steps(*stacks, steps_per_execution)[-1]), steps_per_execution
     return model.metatrain_step, 1      # tf.function, jit_compile=config.xla

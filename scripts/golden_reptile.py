@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tensorflow as tf  # noqa: E402
 
 from config import Config  # noqa: E402
-from reptile import Reptile, reptile_update  # noqa: E402
+from learners.reptile import Reptile, reptile_update  # noqa: E402
 
 # Tolerances (relative to max|golden|) from the README's float32 re-computation, see its "Suggested tolerances".
 TOL = {

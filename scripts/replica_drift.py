@@ -43,7 +43,7 @@ def main(argv=None):
     p.add_argument('--meta_batch_size', type=int, default=8)
     args = p.parse_args(argv)
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    import distribute
+    from infra import distribute
     distribute.split_cpu(2)
     import tensorflow as tf
     import data_generator as data_lib

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from baseline import Baseline, BaselinePP, cosine_scale, finetune_head, head_logits, init_head
+from learners.baseline import Baseline, BaselinePP, cosine_scale, finetune_head, head_logits, init_head
 
 F64 = tf.float64
 

@@ -25,7 +25,7 @@ CHILD = textwrap.dedent(r'''
     import json, sys
     sys.path.insert(0, REPO)
     import numpy as np
-    import distribute
+    from infra import distribute
     distribute.split_cpu(2)
     import tensorflow as tf
     import main
@@ -162,7 +162,7 @@ def test_usage_errors(changes, message):
 
 
 def test_meta_batch_must_split():
-    import distribute
+    from infra import distribute
     with pytest.raises(distribute.Error, match='--meta_batch_size=5 does not split over 2 replicas; pass a multiple'):
         distribute.check_divisible(5, 2)
     distribute.check_divisible(6, 2)
@@ -170,7 +170,7 @@ def test_meta_batch_must_split():
 
 def test_default_builds_no_strategy():
     """--distribute=none (the default) leaves the learner's step as it was: no strategy, no replaced member."""
-    import distribute
+    from infra import distribute
     assert distribute.make_strategy(Config()) is None
     marker = object()
     assert distribute.distribute_learner(marker, None) is marker
@@ -197,7 +197,7 @@ def _tf_config(cluster=None, kind='worker', index=0):
 ])
 def test_tf_config_errors(monkeypatch, value, message):
     """A TF_CONFIG that cannot work is one line from check_config (before any strategy waits for workers)."""
-    import distribute
+    from infra import distribute
     if value is None:
         monkeypatch.delenv('TF_CONFIG', raising=False)
     else:
@@ -230,7 +230,7 @@ def test_multi_worker_usage_errors(monkeypatch, changes, message):
 
 def test_is_chief():
     """TensorFlow's chief: the task of type chief, else worker 0; without multi_worker every process is."""
-    import distribute
+    from infra import distribute
     multi = Config(distribute='multi_worker')
     with_chief = dict(CLUSTER, chief=['127.0.0.1:2224'])
     assert distribute.is_chief(multi, _tf_config())

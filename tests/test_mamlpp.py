@@ -5,10 +5,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import assert_directional_derivative
-import anil
+from learners import anil
 import maml
-import mamlpp
-import metasgd
+from learners import mamlpp
+from learners import metasgd
 from config import Config
 
 F64 = tf.float64

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from config import Config
-from matchingnet import MatchingNet, attention_logits, cosine_similarities
+from learners.matchingnet import MatchingNet, attention_logits, cosine_similarities
 
 F64 = tf.float64
 

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from conftest import assert_directional_derivative
 import maml
-import metasgd
+from learners import metasgd
 from test_mamlpp import _conv_batch, _conv_config, _sine_batch, _sine_config, _spread
 
 F64 = tf.float64

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import protonet
+from learners import protonet
 from config import Config
-from protonet import ProtoNet, prototypes, protonet_logits, squared_distances
+from learners.protonet import ProtoNet, prototypes, protonet_logits, squared_distances
 
 F64 = tf.float64
 
@@ -108,7 +108,7 @@ def test_evaluate_reports_one_column_and_changes_nothing():
 def test_resume_is_bit_identical(tmp_path, method, compiled):
     """3 steps in one go == 1 step, a checkpoint, a fresh model (other seed) restored from it, 2 more steps
     (the default set runs the steps eagerly, the slow set compiled as main.py does)."""
-    from matchingnet import MatchingNet
+    from learners.matchingnet import MatchingNet
     cls = {'protonet': ProtoNet, 'matchingnet': MatchingNet}[method]
 
     def step(model, batch):

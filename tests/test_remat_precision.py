@@ -120,7 +120,7 @@ def test_float16_loss_scale_is_the_flag_and_can_overflow():
 
 
 def test_tf32_off_by_default():
-    import distribute
+    from infra import distribute
     distribute.set_tf32(Config().tf32)
     assert not tf.config.experimental.tensor_float_32_execution_enabled()
     distribute.set_tf32(True)

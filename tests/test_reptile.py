@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(REPO, 'scripts'))
 
 import golden_reptile  # noqa: E402
 from config import Config  # noqa: E402
-from reptile import Reptile, meta_step_size, mini_batch_indices  # noqa: E402
+from learners.reptile import Reptile, meta_step_size, mini_batch_indices  # noqa: E402
 
 GOLDEN = os.path.join(SHARED, 'golden', 'reptile', 'reptile_omniglot_5w1s_step.npz')
 

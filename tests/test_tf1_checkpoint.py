@@ -13,7 +13,7 @@ import tensorflow as tf
 from absl import flags
 
 import main
-import tf1_checkpoint
+from infra import tf1_checkpoint
 from config import Config
 from conftest import GOLDEN_DIR, REPO, SHARED, _require
 from maml import MAML

@@ -20,10 +20,10 @@ evaluating a task twice gives the same number and evaluate changes no state.
 import numpy as np
 import tensorflow as tf
 
-import adam
+from infra import adam
 from config import Config
 from maml import MetaOutput
-from protonet import Conv4Learner, feature_size, mean_xent
+from learners.protonet import Conv4Learner, feature_size, mean_xent
 from utils import accuracy
 
 FINETUNE_MOMENTUM = 0.9

@@ -7,7 +7,7 @@ more work as in MAML, with one alpha for all steps, or one per step with `--lslr
 """
 import tensorflow as tf
 
-import mamlpp
+from learners import mamlpp
 
 
 class MetaSGD(mamlpp.MAMLPlusPlus):

@@ -7,7 +7,7 @@ losses, outer Adam, evaluation) is MAML's; the MAML++ switches apply (LSLR: rate
 """
 import tensorflow as tf
 
-import mamlpp
+from learners import mamlpp
 
 
 class ANIL(mamlpp.MAMLPlusPlus):

@@ -18,8 +18,8 @@ their mean.
 import numpy as np
 import tensorflow as tf
 
-import adam
-import loop
+from infra import adam
+from infra import loop
 from config import TEST_BN, Config
 from maml import MetaOutput
 from utils import accuracy, conv2d_per_task, max_pool_2x2, moments_tf10, normalize

@@ -37,8 +37,8 @@ import math
 
 import tensorflow as tf
 
-import adam
-import loop
+from infra import adam
+from infra import loop
 import maml
 from config import Config
 

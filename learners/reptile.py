@@ -27,8 +27,8 @@ both checkpointed, so a resumed run continues bit for bit; in evaluation by a fi
 import numpy as np
 import tensorflow as tf
 
-import adam
-import loop
+from infra import adam
+from infra import loop
 from config import Config
 from maml import MAML, MetaOutput
 from utils import glorot_uniform

@@ -8,7 +8,7 @@ log sum_i exp(cos_i) y_ik, whose softmax is exactly that attention-weighted labe
 """
 import tensorflow as tf
 
-from protonet import MetricLearner
+from learners.protonet import MetricLearner
 
 
 def cosine_similarities(query, support):
