@@ -207,3 +207,18 @@ def exp_string(config):
     for name, value in learner_fields(config):
         s += '.' + name + ('' if value is True else str(value))
     return s
+
+
+def run_config(config):
+    """The config the model and data use, with the original main()'s derived values.
+
+    `--baseline=oracle` moves the meta-training iterations into pretraining; testing uses a meta
+    batch of 1. (`exp_string` is always taken from `config` itself, as the original named the
+    experiment with the training meta batch size.)
+    """
+    if config.baseline == 'oracle':
+        config = config.replace(pretrain_iterations=config.pretrain_iterations + config.metatrain_iterations,
+                                metatrain_iterations=0)
+    if not config.train:
+        config = config.replace(meta_batch_size=1)
+    return config

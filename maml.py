@@ -44,6 +44,26 @@ class MAML(tf.Module):
     loop. Two separate TF1-style Adams: one for meta-training, one for pretraining.
     """
 
+    # What main.py's loop asks a learner (docs/ARCHITECTURE.md, "The learner interface"); MAML's are the original's.
+    trains_on_tasks = True          # meta-trains on meta-batches of tasks (else: `pretrain_step_on_batch` on mini-batches)
+    summarizes_every_task = True    # the training summaries evaluate every task of the meta-batch (else the first)
+    adapts = True                   # evaluation adapts with inner steps (else: T = 0, query accuracy only)
+
+    @staticmethod
+    def summary_updates(config):
+        """The inner step the training prints report (None: the last one evaluated)."""
+        return config.num_updates
+
+    @staticmethod
+    def meta_train_shots(config):
+        """Support examples per class of a meta-training task."""
+        return config.update_batch_size
+
+    @staticmethod
+    def train_samples_per_class(config):
+        """Examples per class of a meta-training task, or None for the original's (data_generator)."""
+        return None
+
     def __init__(self, dim_input=1, dim_output=1, test_num_updates=5, config=Config(), dtype=tf.float32,
                  batched=True, task_groups=None):
         super().__init__(name='model')

@@ -215,3 +215,62 @@ def export(model, prefix):
         f.write('\n'.join(lines) + '\n')
     os.replace(state_tmp, os.path.join(directory, STATE_FILE))
     return prefix
+
+
+# ---------------------------------------------------------------- main.py's --tf1_checkpoint / --export_tf1
+def check_paths(config, exp_dir):
+    """Returns the prefix `--tf1_checkpoint` names (None without it); checks `--export_tf1`.
+
+    Raises UsageError, before anything is read or written, for a checkpoint that does not exist, a
+    native checkpoint the flags would also load (`--test_iter`; `--resume` with one in `exp_dir`),
+    and an export prefix that is a directory, unwritable, or inside the experiment directory.
+    """
+    from infra.checkpoints import latest_checkpoint
+    from infra.checks import UsageError, check_writable_dir
+    prefix = None
+    if config.tf1_checkpoint:
+        try:
+            prefix = resolve(config.tf1_checkpoint)
+        except Error as e:
+            raise UsageError(f'--tf1_checkpoint={config.tf1_checkpoint}: {e}') from None
+        if config.test_iter > 0:
+            raise UsageError(f'--test_iter={config.test_iter} picks a maml-tf2 checkpoint, --tf1_checkpoint another '
+                             f'one; drop one of the two flags')
+        native = latest_checkpoint(exp_dir)
+        if config.train and config.resume and native:
+            raise UsageError(f'--tf1_checkpoint and --resume=True, but {exp_dir} already has {native}; pass '
+                             f'--resume=False to start from the TF1 checkpoint, or drop --tf1_checkpoint to resume')
+    if config.export_tf1:
+        what = '--export_tf1=' + config.export_tf1
+        if config.export_tf1.endswith(os.sep) or os.path.isdir(config.export_tf1):
+            raise UsageError(f'{what} is a directory; give a checkpoint prefix such as '
+                             f'{os.path.join(config.export_tf1, "model<itr>")}')
+        directory = os.path.dirname(os.path.abspath(config.export_tf1))
+        if directory == os.path.abspath(exp_dir):
+            raise UsageError(f'{what} is in the experiment directory, whose `checkpoint` file lists maml-tf2\'s '
+                             f'checkpoints; export into another directory')
+        check_writable_dir(directory, what)
+    return prefix
+
+
+def load_into(experiment, prefix):
+    """Loads the TF1 checkpoint `prefix` into the model; returns the iterations to count as done.
+
+    When training, those are N + 1 for a file `model<N>` (the original continued at N from the
+    name; it saved `model<N>` after iteration N), with fresh Adams and data stream, as the
+    original's restore had; testing needs none.
+    """
+    from infra.checks import UsageError
+    try:
+        ignored = load(experiment.model, prefix)
+    except Error as e:
+        raise UsageError(f'--tf1_checkpoint={experiment.config.tf1_checkpoint}: {e}') from None
+    print('Restoring model weights from ' + prefix)
+    if ignored:
+        print(f'[maml-tf2] not loaded from the TF1 checkpoint (optimizer state / moving statistics, unused by the '
+              f'original\'s model): {len(ignored)} variables, e.g. {ignored[0]}')
+    done = iterations_done(prefix) if experiment.run_config.train else 0
+    if done:
+        print(f'[maml-tf2] continuing training at iteration {done} (from the name {os.path.basename(prefix)}), '
+              f'with fresh Adam optimizers')
+    return done

@@ -1,3 +1,16 @@
-"""The learners beside MAML (maml.py, at the root as in the original): each module holds one method and
-plugs into main.py's loop through the interface docs/ARCHITECTURE.md describes; config.METHODS maps
---method to 'module:Class'."""
+"""The learners beside MAML (maml.py, at the root as in the original). Each module holds one method and plugs
+into main.py's loop through the interface docs/ARCHITECTURE.md describes; config.METHODS maps --method to
+'module:Class', and `learner_class` resolves it."""
+import importlib
+
+import config as config_lib
+
+
+def learner_class(config):
+    """The learner class that `config.method` trains and tests; `--method=maml` with a MAML++ switch on is
+    mamlpp's subclass, so that plain MAML keeps its compiled step."""
+    if config.method == 'maml':
+        from learners import mamlpp
+        return mamlpp.learner_class(config)
+    module, name = config_lib.METHODS[config.method].split(':')
+    return getattr(importlib.import_module(module), name)

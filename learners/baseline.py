@@ -114,6 +114,13 @@ class Baseline(Conv4Learner):
     """Chen et al.'s Baseline: softmax pre-training over all meta-training classes, a new linear head per task."""
     init_scheme = 'closer_look'
     cosine = False
+    trains_on_tasks = False   # pre-trains on mini-batches of all meta-training classes
+
+    @classmethod
+    def build(cls, dim_input, dim_output, test_num_updates, config, data_generator):
+        """The learner with a head over the data generator's meta-training classes."""
+        return cls(dim_input, dim_output, test_num_updates, config,
+                   num_base_classes=data_generator.num_train_classes_total)
 
     def __init__(self, dim_input, dim_output, test_num_updates=0, config=Config(), dtype=tf.float32,
                  num_base_classes=None):

@@ -26,6 +26,7 @@ from utils import accuracy, conv2d_per_task, max_pool_2x2, moments_tf10, normali
 
 BN_EPSILON = 1e-5        # torch.nn.BatchNorm2d default
 BN_MOMENTUM = 0.1        # torch running-average momentum
+METRIC_TRAIN_QUERY = {'omniglot': 5, 'miniimagenet': 15}   # query examples per class in training
 
 
 # ---------------------------------------------------------------- pure functions
@@ -117,6 +118,10 @@ class Conv4Learner(tf.Module):
     `running` ('<i>/moving_mean', '<i>/moving_variance'), both in `checkpoint_items()`.
     """
     init_scheme = 'torch'
+    trains_on_tasks, summarizes_every_task, adapts = True, False, True   # see maml.MAML
+    summary_updates = staticmethod(lambda config: None)
+    meta_train_shots = staticmethod(lambda config: config.update_batch_size)
+    train_samples_per_class = staticmethod(lambda config: None)
 
     def __init__(self, dim_input, dim_output, test_num_updates=0, config=Config(), dtype=tf.float32):
         super().__init__(name='model')
@@ -180,6 +185,13 @@ class Conv4Learner(tf.Module):
 class MetricLearner(Conv4Learner):
     """An episodic metric learner: Adam on the mean query cross-entropy, learning rate halved every
     --lr_decay_every meta-iterations; evaluation has no inner steps (T = 0)."""
+    adapts = False
+
+    @staticmethod
+    def train_samples_per_class(config):
+        """K + 5 (Omniglot) or K + 15 (MiniImagenet) query examples, as the references train, or K + --num_query."""
+        query = config.num_query if config.num_query > 0 else METRIC_TRAIN_QUERY[config.datasource]
+        return config.update_batch_size + query
 
     def __init__(self, dim_input, dim_output, test_num_updates=0, config=Config(), dtype=tf.float32):
         super().__init__(dim_input, dim_output, test_num_updates, config, dtype)

@@ -125,6 +125,19 @@ class Reptile(tf.Module):
     the seed of its mini-batch shuffles; `metatrain_step` and `evaluate` as main.py expects (see
     notes_lead/interface.md), `train_on_batches` / `adapt_on_batches` / `predict` for explicit batches (golden)."""
 
+    trains_on_tasks, summarizes_every_task, adapts = True, False, True   # see maml.MAML
+    summary_updates = staticmethod(lambda config: None)   # the prints report after --eval_iters steps
+
+    @staticmethod
+    def meta_train_shots(config):
+        """--train_shots (its task is all support), else K."""
+        return config.train_shots if config.train_shots > 0 else config.update_batch_size
+
+    @staticmethod
+    def train_samples_per_class(config):
+        """train_shots + 1 example per class for the summaries, which the step does not see."""
+        return Reptile.meta_train_shots(config) + 1
+
     def __init__(self, dim_input=1, dim_output=1, test_num_updates=5, config=Config(), dtype=tf.float32):
         super().__init__(name='reptile')
         self.config = config

@@ -14,6 +14,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import main  # noqa: E402
+from infra import batches
 
 
 def one_step(model, a, la, b, lb, running):
@@ -42,9 +43,9 @@ def run(argv):
     experiment = main.prepare(main.config_from_flags(), main.explicit_flags())
     if not experiment.model.bn_stats:
         main.fail('the run has no running statistics; pass the flags of a --per_step_bn_stats run')
-    batches = [next(b) for b in [main._batches(experiment, False)] for _ in range(tasks)]
+    sample = [next(b) for b in [batches.stream(experiment, False)] for _ in range(tasks)]
     for running in (False, True):
-        results = [one_step(experiment.model, *batch[:4], running) for batch in batches]
+        results = [one_step(experiment.model, *batch[:4], running) for batch in sample]
         print(f'{"running" if running else "batch"} statistics: query accuracy {np.mean([r[0] for r in results]):.3f}'
               f' over {tasks} tasks, median max|logit| {np.median([r[1] for r in results]):.3g}, first task\'s '
               'gradient norms ' + ', '.join(f'{k} {v:.3g}' for k, v in results[0][2].items()))

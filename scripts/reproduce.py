@@ -490,8 +490,8 @@ def exp_dir(config):
 
 def test_csv(config):
     """The test CSV main.py writes for `config` (test_ubs<K>_stepsize<lr>.csv)."""
-    import main
-    return main.test_file_prefix(config) + '.csv'
+    from infra import results
+    return results.test_file_prefix(config) + '.csv'
 
 
 def iterations_done(directory):
@@ -623,7 +623,7 @@ def _run_phase(argv, log_path, echo, alive=None):
 
 
 HEARTBEAT_S = 60    # how often a running session's record notes that it is still alive (last_seen, wall_s_so_far)
-EXIT_DIVERGED = 3   # main.py's exit status when the training objective or a weight became nan/inf (main.EXIT_DIVERGED)
+EXIT_DIVERGED = 3   # main.py's exit status when the training objective or a weight became nan/inf (infra/checks.py EXIT_DIVERGED)
 
 
 def run_experiment(experiment, logdir_root, data_dir='', iterations=None, smoke=False, echo=True, seed=None):

@@ -6,6 +6,8 @@ import pytest
 import tensorflow as tf
 
 import main
+from infra import checks
+from infra import checkpoints
 from config import Config, exp_string
 
 SAVE_EVERY_10 = main.Intervals(summary=5, save=10, print=10, test_print=100)
@@ -211,7 +213,7 @@ def test_regime_names_method_architecture_and_datasource():
     assert main.regime(c.replace(baseline='oracle'))['training'] == 'pretrain'      # oracle only pretrains
     assert main.regime(c.replace(pretrain_iterations=5))['training'] == 'pretrain+metatrain'
     omniglot = main.regime(c.replace(datasource='omniglot', conv=False))
-    assert main.regime_differences(main.regime(c), omniglot) == [('datasource', 'sinusoid', 'omniglot'),
+    assert checkpoints.regime_differences(main.regime(c), omniglot) == [('datasource', 'sinusoid', 'omniglot'),
                                                                  ('conv', None, False)]
 
 
@@ -225,13 +227,13 @@ def test_a_checkpoint_without_a_record_still_loads(tmp_path, capsys):
     old.write(os.path.join(e.exp_dir, 'model2'))
     with open(os.path.join(e.exp_dir, 'checkpoint'), 'w') as f:
         f.write('model_checkpoint_path: "model2"\n')
-    assert main.read_record(os.path.join(e.exp_dir, 'model2')) is None
+    assert checkpoints.read_record(os.path.join(e.exp_dir, 'model2')) is None
     loaded = main.prepare(config.replace(train=False, pretrain_iterations=7, metatrain_iterations=0))
     assert loaded.start_itr == 3
     assert 'model2 has no record of the flags it was trained with' in capsys.readouterr().out
     resumed = main.prepare(config.replace(metatrain_iterations=5))
     assert resumed.start_itr == 3 and main.train(resumed, SAVE_EVERY_10) == 5
-    record = main.read_record(os.path.join(e.exp_dir, 'model4'))      # saves from now on carry one
+    record = checkpoints.read_record(os.path.join(e.exp_dir, 'model4'))      # saves from now on carry one
     assert record['regime']['training'] == 'metatrain' and record['config']['metatrain_iterations'] == 5
 
 
@@ -249,7 +251,7 @@ def test_a_nan_objective_stops_training_naming_the_last_good_checkpoint(tmp_path
     def poison_after_12(itr):
         if itr == 12:
             _poison(e.model)
-    with pytest.raises(main.TrainingDiverged) as err:
+    with pytest.raises(checks.TrainingDiverged) as err:
         main.train(e, SAVE_EVERY_10, after_step=poison_after_12)
     assert str(err.value) == (
         f'training diverged at iteration 13: the meta-training objective is nan; the last good checkpoint is '
@@ -273,7 +275,7 @@ def test_weights_that_became_nan_are_never_saved(tmp_path, monkeypatch):
             _poison(e.model)
         return loss
     monkeypatch.setattr(e.model, 'metatrain_step', step_then_poison)
-    with pytest.raises(main.TrainingDiverged, match=r'^training diverged at iteration 20: model/w1 holds nan/inf '
+    with pytest.raises(checks.TrainingDiverged, match=r'^training diverged at iteration 20: model/w1 holds nan/inf '
                                                     r'after the update; the last good checkpoint is .*/model10 '):
         main.train(e, SAVE_EVERY_10)
     assert main.latest_checkpoint(e.exp_dir).endswith('model10')
@@ -286,18 +288,18 @@ def test_a_second_process_cannot_train_into_the_same_folder(tmp_path):
     config = _config(tmp_path, metatrain_iterations=3)
     e = main.prepare(config)
     os.makedirs(e.exp_dir)
-    holder = main.RunLock(e.exp_dir).acquire()                 # another run training there
+    holder = checkpoints.RunLock(e.exp_dir).acquire()                 # another run training there
     with pytest.raises(main.UsageError, match=rf'^pid {os.getpid()} on .* is training into {e.exp_dir}, so this run '
                                               r'would overwrite its checkpoints; wait for it to end'):
         main.train(e)
     assert not [n for n in os.listdir(e.exp_dir) if n.startswith('model')]
     holder.release()
     # a process that dies holding the lock leaves it free
-    lock = os.path.join(e.exp_dir, main.LOCK_FILE)
+    lock = os.path.join(e.exp_dir, checkpoints.LOCK_FILE)
     code = f'import fcntl, os; fd = os.open({lock!r}, os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); os._exit(9)'
     assert subprocess.run([sys.executable, '-c', code], timeout=30).returncode == 9
     assert os.path.exists(lock)
-    main.RunLock(e.exp_dir).acquire().release()
+    checkpoints.RunLock(e.exp_dir).acquire().release()
 
 
 def test_a_full_disk_while_saving_leaves_the_previous_checkpoint_usable(tmp_path, monkeypatch):

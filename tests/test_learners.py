@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import config as config_lib
 import main
+from infra import batches
 from config import Config
 
 SAVE_EVERY_2 = main.Intervals(summary=2, save=2, print=2, test_print=100)
@@ -77,15 +78,15 @@ def test_training_batches_follow_each_learner(tmp_path, omniglot_dir, monkeypatc
     5 queries per class; the baselines get mini-batches over all meta-training classes."""
     monkeypatch.setenv('MAML_TF2_CACHE', str(tmp_path / 'cache'))
     e = main.prepare(_config(tmp_path, omniglot_dir, 'reptile'))
-    a, la, b, lb = next(main._batches(e, train=True))
+    a, la, b, lb = next(batches.stream(e, train=True))
     assert a.shape == (2, 3 * 2, 784) and la.shape == (2, 6, 3) and b.shape == (2, 3, 784)
     e = main.prepare(_config(tmp_path, omniglot_dir, 'protonet'))
-    a, la, b, lb = next(main._batches(e, train=True))
+    a, la, b, lb = next(batches.stream(e, train=True))
     assert a.shape == (2, 4 * 1, 784) and b.shape == (2, 4 * 5, 784) and lb.shape == (2, 20, 4)
-    a, la, b, lb = next(main._batches(e, train=False))        # validation: MAML's tasks
+    a, la, b, lb = next(batches.stream(e, train=False))        # validation: MAML's tasks
     assert a.shape == (2, 3, 784) and b.shape == (2, 3, 784)
     e = main.prepare(_config(tmp_path, omniglot_dir, 'baseline'))
-    images, labels = next(main._batches(e, train=True))
+    images, labels = next(batches.stream(e, train=True))
     assert images.shape == (8, 784) and labels.shape == (8, 30 * 4)
 
 
@@ -95,14 +96,14 @@ def test_reptile_protocol_batches_are_the_references_tasks(tmp_path, omniglot_di
     monkeypatch.setenv('MAML_TF2_CACHE', str(tmp_path / 'cache'))
     e = main.prepare(_config(tmp_path, omniglot_dir, 'reptile', protocol='reptile', num_train_classes=-1,
                              num_val_classes=-1, update_batch_size=2))
-    a, la, b, lb = next(main._batches(e, train=True))
+    a, la, b, lb = next(batches.stream(e, train=True))
     assert a.shape == (2, 3 * 2, 784) and set(np.unique(a.numpy())) <= {0.0, 1.0}
     assert np.mean(a.numpy()) > 0.5                                # background 1
     dg = e.data_generator
     state = dg.get_state()
     images, labels = dg.sample_mini_dataset(3, 3, train=False)
     dg.set_state(state)
-    a, la, b, lb = main.reptile_batch(dg, e.run_config, train=False)
+    a, la, b, lb = batches.reptile_batch(dg, e.run_config, e.run_config.update_batch_size, train=False)
     first = [list(labels).index(c) for c in range(3)]
     np.testing.assert_array_equal(b.numpy()[0], images[first].reshape(3, -1))
     assert a.shape == (1, 3 * 2, 784) and lb.numpy()[0].argmax(-1).tolist() == [0, 1, 2]

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import main
+from infra import actions
 from config import Config
 from test_learners import _variables
 
@@ -77,9 +78,17 @@ class _Experiment:
 
 
 def _chunks(e, total, classification, intervals):
+    """[(itr, chunk size)] as train()'s actions end the chunks (infra/actions.py Steps.chunk_size)."""
+    from types import SimpleNamespace
+    e.model = SimpleNamespace(classification=classification, trains_on_tasks=True, metatrain_steps=None)
+    e.checkpointer, e.restored_from = SimpleNamespace(kept=[]), None
+    val = iter(()) if classification else None
+    todo = [actions.Summaries(e, intervals.summary, None, val), actions.Prints(e, intervals.print, total, None, None, None),
+            actions.Checkpoints(e, intervals.save), actions.Validation(e, intervals.test_print, val)]
+    steps = actions.Steps(e, total, None, todo, None)
     itr, sizes = e.start_itr, []
     while itr < total:
-        sizes.append((itr, main._chunk_size(e, intervals, itr, total, classification)))
+        sizes.append((itr, steps.chunk_size(itr)))
         itr += sizes[-1][1]
     return sizes
 

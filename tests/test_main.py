@@ -1,6 +1,7 @@
 """main.py: the original's flags and experiment names, train()/test() end to end, summaries, bad input."""
 import csv
 import glob
+import json
 import os
 import pickle
 import re
@@ -12,6 +13,11 @@ import pytest
 from absl import flags
 
 import main
+from infra import results
+from infra import actions
+from infra import batches
+from infra import quiet
+from infra import checks
 from config import Config, exp_string
 from conftest import REPO
 
@@ -129,18 +135,23 @@ def test_sinusoid_train_then_test_as_the_original(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     exp_dir = tmp_path / 'logs' / 'cls_5.mbs_4.ubs_5.numstep1.updatelr0.01nonorm'
     assert out[0] == 'Done initializing, starting training.'
-    assert out[1].startswith('[maml-tf2] first meta-training iteration (0): ') and out[1].endswith(
+    assert out[1] == '[maml-tf2] iteration 0: tracing the meta-training step ...'   # nothing recorded yet
+    assert out[2].startswith('[maml-tf2] first meta-training iteration (0): ') and out[2].endswith(
         's (tracing); s/it and ETA count the steps after it')
-    assert out[2].startswith('Iteration 20: ') and len(out[2].split(': ')[1].split(', ')) == 2
-    assert out[3].startswith('[maml-tf2] it 20/30  ') and ' s/it  ETA ' in out[3]
-    assert out[4].startswith('[maml-tf2] trained iterations 0..29 of 30 in ')
-    assert out[5] == (f'[maml-tf2] checkpoint {exp_dir}/model29 (kept: model20, model29; list in {exp_dir}/checkpoint)'
+    assert out[3].startswith('Iteration 20: ') and len(out[3].split(': ')[1].split(', ')) == 2
+    assert out[4].startswith('[maml-tf2] it 20/30  ') and ' s/it  ETA ' in out[4]
+    assert out[5].startswith('[maml-tf2] trained iterations 0..29 of 30 in ')
+    assert out[6] == (f'[maml-tf2] checkpoint {exp_dir}/model29 (kept: model20, model29; list in {exp_dir}/checkpoint)'
                       f'; TensorBoard summaries in {exp_dir}')
-    assert out[6].startswith('[maml-tf2] last training summaries: pre-update loss ')
-    assert len(out) == 8
+    assert out[7].startswith('[maml-tf2] last training summaries: pre-update loss ')
+    assert len(out) == 9
     assert sorted(os.listdir(exp_dir)) == sorted(
-        ['.train.lock', 'checkpoint', 'model20.index', 'model20.data-00000-of-00001', 'model29.index',
-         'model29.data-00000-of-00001'] + [os.path.basename(p) for p in glob.glob(str(exp_dir / 'events.*'))])
+        ['.train.lock', '.first_iteration.json', 'checkpoint', 'model20.index', 'model20.data-00000-of-00001',
+         'model29.index', 'model29.data-00000-of-00001'] +
+        [os.path.basename(p) for p in glob.glob(str(exp_dir / 'events.*'))])
+    first_s = float(out[2].split('): ')[1].split('s (')[0])
+    with open(exp_dir / '.first_iteration.json') as f:
+        assert json.load(f) == {'meta-training:graph': pytest.approx(first_s, abs=0.051)}
 
     rows = main.test(main.prepare(config.replace(train=False)))
     out = capsys.readouterr().out.splitlines()
@@ -224,7 +235,7 @@ def test_tensorboard_has_the_originals_tags(tmp_path):
     assert set(tags) == expected
     assert [s for s, _, _ in tags['metatrain_Pre-update_loss']] == [0, 10, 20]
     assert all(plugin == 'scalars' and np.isfinite(v) for vals in tags.values() for _, v, plugin in vals)
-    assert main.tf1_tag('metaval_Post-update accuracy, step 10') == 'metaval_Post-update_accuracy__step_10'
+    assert actions.tf1_tag('metaval_Post-update accuracy, step 10') == 'metaval_Post-update_accuracy__step_10'
 
 
 def test_no_summaries_with_log_false(tmp_path):
@@ -251,7 +262,7 @@ def test_oracle_baseline_feeds_amplitude_and_phase(tmp_path, capsys):
     e = main.prepare(config)
     assert e.run_config.pretrain_iterations == 12 and e.run_config.metatrain_iterations == 0
     assert e.model.weights['w1'].shape == (3, 40)
-    batch = main.sinusoid_batch(e.data_generator.__class__(10, 4, e.run_config), e.run_config)
+    batch = batches.sinusoid_batch(e.data_generator.__class__(10, 4, e.run_config), e.run_config)
     inputa = batch[0].numpy()
     assert inputa.shape == (4, 5, 3) and np.all(inputa[:, :, 1] == inputa[:, :1, 1])   # amp column per task
     main.train(e, main.Intervals(summary=10, save=100, print=10, test_print=100))
@@ -268,6 +279,47 @@ def test_completed_run_is_not_trained_again(tmp_path, capsys):
     assert e.start_itr == 3
     assert main.train(e, FAST) == 3
     assert 'nothing to do' in capsys.readouterr().out
+    # resumed for more iterations: the compile line says how long the first iteration took last time
+    main.train(main.prepare(config.replace(metatrain_iterations=5)), FAST)
+    out = capsys.readouterr().out.splitlines()
+    last = [line for line in out if line.startswith('[maml-tf2] first meta-training iteration (0)')]
+    assert not last and out[2].startswith('[maml-tf2] iteration 3: tracing the meta-training step; that took ')
+    assert out[2].endswith('s last time ...')
+
+
+def test_usage_errors_come_before_tensorflow_is_imported(tmp_path):
+    """Flag values, paths that do not exist and flag combinations: one line, with TensorFlow not imported."""
+    code = ('import sys; sys.argv[0] = "main.py"; sys.path.insert(0, {repo!r}); import main; from absl import app\n'
+            'try:\n    app.run(main.main, flags_parser=main.parse_flags)\n'
+            'except SystemExit as e:\n    print("tensorflow" in sys.modules, e.code)').format(repo=REPO)
+    for args in (['--norm=batchnorm'], ['--datasource=omniglot', '--data_dir=' + str(tmp_path / 'nowhere')],
+                 ['--tf1_checkpoint=' + str(tmp_path / 'none' / 'model1'), '--train=False'],
+                 ['--steps_per_execution=5', '--noxla'], ['--logdir=' + str(tmp_path / 'f' / 'x')]):
+        (tmp_path / 'f').write_text('')
+        r = subprocess.run([sys.executable, '-c', code, *args], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)
+        assert r.stdout.split() == ['False', '2'], (args, r.stdout, r.stderr)
+        assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith('main.py: error: '), r.stderr
+
+
+def test_xlas_slow_compile_banner_is_dropped_and_other_lines_pass(tmp_path):
+    from infra import quiet
+    banner = ['E0000 00:00:1796664863.718847    8082 slow_operation_alarm.cc:73] ', '*' * 32,
+              '[Compiling module a_inference__metatrain_step_123__.4567] Very slow compile? If you want to file a '
+              'bug, run with envvar XLA_FLAGS=--xla_dump_to=/tmp/foo and attach the results.', '*' * 32,
+              'E0000 00:00:1796664990.1 8082 slow_operation_alarm.cc:140] The operation took 2m12.850942799s', '',
+              '*' * 32, '[Compiling module a_inference__metatrain_step_123__.4567] Very slow compile? If you want '
+              'to file a bug, run with envvar XLA_FLAGS=--xla_dump_to=/tmp/foo and attach the results.', '*' * 32]
+    lines = ['before', *banner, '', 'after', '*** a real line of stars after a real line', 'Traceback (most recent '
+             'call last):']
+    assert quiet.drop_lines(lines) == ['before', 'after', '*** a real line of stars after a real line',
+                                       'Traceback (most recent call last):']
+    # the whole-process filter: C++-style writes to fd 2 and Python's last words before exit both arrive in order
+    code = ('import os, sys; sys.path.insert(0, {repo!r}); from infra import quiet; quiet.filter_stderr()\n'
+            'os.write(2, ("\\n".join({banner!r}) + "\\nreal line\\n").encode())\n'
+            'print("main.py: error: last words", file=sys.stderr); sys.exit(2)').format(repo=REPO, banner=banner)
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.splitlines() == ['real line', 'main.py: error: last words'], r.stderr
 
 
 def test_command_line_train_then_test_with_xla(tmp_path):
@@ -407,11 +459,11 @@ def test_unwritable_logdir_is_found_before_training(tmp_path):
 
 
 def test_writable_dir_check_creates_nothing(tmp_path):
-    main._check_writable_dir(str(tmp_path / 'x' / 'y'), '--logdir=x')
+    checks.check_writable_dir(str(tmp_path / 'x' / 'y'), '--logdir=x')
     assert os.listdir(tmp_path) == []
     (tmp_path / 'f').write_text('')
     with pytest.raises(main.UsageError, match='is not a directory'):
-        main._check_writable_dir(str(tmp_path / 'f'), '--logdir=f')
+        checks.check_writable_dir(str(tmp_path / 'f'), '--logdir=f')
 
 
 # ---------------------------------------------------------------------------- quiet by default, any learner
@@ -426,7 +478,7 @@ def test_writable_dir_check_creates_nothing(tmp_path):
     ('Traceback (most recent call last):', False),
 ])
 def test_tensorflow_start_up_noise_is_told_from_real_errors(line, noise):
-    assert bool(main.TF_NOISE.match(line)) == noise
+    assert bool(quiet.TF_NOISE.match(line)) == noise
 
 
 def test_summaries_and_tables_for_a_learner_without_inner_steps():
@@ -436,10 +488,10 @@ def test_summaries_and_tables_for_a_learner_without_inner_steps():
     fields = dict.fromkeys(MetaOutput._fields)
     out = MetaOutput(**{**fields, 'total_loss1': tf.constant(0.5), 'total_losses2': tf.zeros([0]),
                         'total_accuracy1': tf.constant(0.75), 'total_accuracies2': tf.zeros([0])})
-    loss, acc = main._post_update(out, 5)
+    loss, acc = actions.post_update(out, 5)
     assert (float(loss), float(acc)) == (0.5, 0.75)
-    assert set(main.summary_values(out, True)) == {'Pre-update loss', 'Pre-update accuracy'}
-    assert main._rows_table('accuracy', np.array([0.987]), np.array([0.0031])) == [
+    assert set(actions.summary_values(out, True)) == {'Pre-update loss', 'Pre-update accuracy'}
+    assert results.rows_table('accuracy', np.array([0.987]), np.array([0.0031])) == [
         '[maml-tf2]        query:  98.70% ± 0.31%']
-    assert main._rows_table('mse', np.array([1.5, 0.25]), np.array([0.1, 0.01])) == [
+    assert results.rows_table('mse', np.array([1.5, 0.25]), np.array([0.1, 0.01])) == [
         '[maml-tf2]   pre-update: 1.5000 ± 0.1000', '[maml-tf2]       step 1: 0.2500 ± 0.0100']

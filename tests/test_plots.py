@@ -15,6 +15,9 @@ import pytest
 import tensorflow as tf
 
 import main
+from infra import results
+from infra import actions
+from infra import batches
 from config import Config, exp_string
 from conftest import REPO
 
@@ -47,11 +50,11 @@ def logs(tmp_path_factory):
     pre = _sine(root, 'sine_k10_pretrained', pretrain_iterations=20, metatrain_iterations=0)
     main.train(main.prepare(pre), FAST)
     rows = np.arange(TEST_TASKS * 11, dtype=np.float32).reshape(TEST_TASKS, 11) / 100.0
-    with open(main.test_file_prefix(pre) + '.pkl', 'wb') as f:
+    with open(results.test_file_prefix(pre) + '.pkl', 'wb') as f:
         pickle.dump({'mses': rows}, f)
     oracle = _sine(root, 'sine_k10_oracle', baseline='oracle')
     os.makedirs(os.path.join(oracle.logdir, exp_string(oracle)))
-    with open(main.test_file_prefix(oracle) + '.csv', 'w') as f:
+    with open(results.test_file_prefix(oracle) + '.csv', 'w') as f:
         f.write('update0,update1,update2\n0.05,0.04,0.03\n0.5,0.4,0.3\n0.0125,0.01,0.0075\n')
     return root
 
@@ -109,7 +112,7 @@ def test_adapted_weights_give_the_models_own_losses(logs):
     experiment, iterations = plots.restore_sinusoid(_exp_dir(logs, 'sine_k10_maml'))
     assert iterations == 20
     model = experiment.model
-    inputa, labela, inputb, labelb = main.sinusoid_batch(experiment.data_generator, experiment.run_config)
+    inputa, labela, inputb, labelb = batches.sinusoid_batch(experiment.data_generator, experiment.run_config)
     out = model.evaluate(inputa, labela, inputb, labelb, num_updates=10)
     weights = plots.adapted_weights(model, inputa, labela, 10)
     assert len(weights) == 11 and set(weights[0]) == set(model.weights)
@@ -136,13 +139,13 @@ def test_event_reader_returns_the_values_written(tmp_path):
     value wins), and a TF1 simple_value event as the original's files hold them."""
     run = tmp_path / 'run'
     writer = tf.summary.create_file_writer(str(run), filename_suffix='.a')
-    main._write_scalars(writer, 'metatrain_', {'Pre-update loss': tf.constant(1 / 3),
+    actions.write_scalars(writer, 'metatrain_', {'Pre-update loss': tf.constant(1 / 3),
                                                'Post-update loss, step 1': tf.constant(0.125)}, 0)
-    main._write_scalars(writer, 'metatrain_', {'Pre-update loss': tf.constant(2.5e-7)}, 100)
-    main._write_scalars(writer, 'metatrain_', {'Pre-update loss': tf.constant(7.0)}, 200)
+    actions.write_scalars(writer, 'metatrain_', {'Pre-update loss': tf.constant(2.5e-7)}, 100)
+    actions.write_scalars(writer, 'metatrain_', {'Pre-update loss': tf.constant(7.0)}, 200)
     writer.close()
     writer = tf.summary.create_file_writer(str(run), filename_suffix='.b')
-    main._write_scalars(writer, 'metatrain_', {'Pre-update loss': tf.constant(8.5)}, 200)
+    actions.write_scalars(writer, 'metatrain_', {'Pre-update loss': tf.constant(8.5)}, 200)
     writer.close()
     files = plots.event_files(str(run))
     assert len(files) == 2 and files[0].endswith('.a')
@@ -165,7 +168,7 @@ def test_event_reader_returns_the_values_written(tmp_path):
 def test_event_reader_stops_at_a_truncated_record(tmp_path):
     writer = tf.summary.create_file_writer(str(tmp_path))
     for step in (0, 100):
-        main._write_scalars(writer, 'metatrain_', {'Pre-update loss': tf.constant(float(step))}, step)
+        actions.write_scalars(writer, 'metatrain_', {'Pre-update loss': tf.constant(float(step))}, step)
     writer.close()
     (path,) = plots.event_files(str(tmp_path))
     with open(path, 'ab') as f:
@@ -251,7 +254,7 @@ def test_curves_figure_sinusoid_and_classification(logs, tmp_path):
             values = {'Pre-update loss': 1.6, 'Pre-update accuracy': 0.2}
             for j in range(1, 11):
                 values.update({f'Post-update loss, step {j}': 1 / (j + itr), f'Post-update accuracy, step {j}': 0.9})
-            main._write_scalars(writer, prefix, {k: tf.constant(v) for k, v in values.items()}, itr)
+            actions.write_scalars(writer, prefix, {k: tf.constant(v) for k, v in values.items()}, itr)
     writer.close()
     fig = plots.curves_figure(str(run))
     loss_ax, acc_ax = fig.axes
@@ -276,7 +279,7 @@ def _classification_run(folder, post, steps=1):
             values = {'Pre-update loss': 1.6, 'Pre-update accuracy': 0.2}
             for j in range(1, steps + 1):
                 values.update({f'Post-update loss, step {j}': 0.5, f'Post-update accuracy, step {j}': post})
-            main._write_scalars(writer, prefix, {k: tf.constant(v) for k, v in values.items()}, itr)
+            actions.write_scalars(writer, prefix, {k: tf.constant(v) for k, v in values.items()}, itr)
     writer.close()
     return str(folder)
 
@@ -421,7 +424,7 @@ def test_all_skips_a_run_without_summaries_yet(tmp_path, capsys):
     _omniglot_run(str(root / 'omniglot_5w1s' / 'cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm'), test_set=True)
     young = root / 'young' / 'cls_5.mbs_32.ubs_1.numstep1.updatelr0.4batchnorm'
     writer = tf.summary.create_file_writer(str(young))
-    main._write_scalars(writer, 'other_', {'loss': tf.constant(1.0)}, 0)
+    actions.write_scalars(writer, 'other_', {'loss': tf.constant(1.0)}, 0)
     writer.close()
     assert plots.main(['all', '--logs', str(root)]) == 0
     captured = capsys.readouterr()

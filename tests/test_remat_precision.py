@@ -8,6 +8,8 @@ import pytest
 import tensorflow as tf
 
 import main
+from infra import checks
+from infra import actions
 import maml
 from config import Config
 from conftest import REPO
@@ -179,10 +181,10 @@ def test_float16_divergence_error_names_the_loss_scale():
     from types import SimpleNamespace
     e = SimpleNamespace(config=Config(precision='float16', loss_scale=128.0), restored_from=None,
                         checkpointer=SimpleNamespace(kept=[]))
-    with pytest.raises(main.TrainingDiverged) as err:
-        main._diverged(e, 0, 'the meta-training objective is nan')
+    with pytest.raises(checks.TrainingDiverged) as err:
+        actions.diverged(e, None, 0, 'the meta-training objective is nan')
     assert str(err.value).endswith('(with --precision=float16 the likely cause is a float16 overflow of the scaled '
                                    'gradients: lower --loss_scale, now 128, or use --precision=bfloat16)')
-    with pytest.raises(main.TrainingDiverged) as err:
-        main._diverged(SimpleNamespace(**dict(vars(e), config=Config())), 0, 'the meta-training objective is nan')
+    with pytest.raises(checks.TrainingDiverged) as err:
+        actions.diverged(SimpleNamespace(**dict(vars(e), config=Config())), None, 0, 'the meta-training objective is nan')
     assert 'loss_scale' not in str(err.value)

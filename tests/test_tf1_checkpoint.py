@@ -13,6 +13,8 @@ import tensorflow as tf
 from absl import flags
 
 import main
+import config as config_lib
+from infra import batches
 from infra import tf1_checkpoint
 from config import Config
 from conftest import GOLDEN_DIR, REPO, SHARED, _require
@@ -289,7 +291,7 @@ def test_conflicting_and_unusable_paths_fail_before_anything_is_written(tmp_path
                                                    'another one; drop one of the two flags'),
         (config.replace(export_tf1=str(tmp_path)), f'--export_tf1={tmp_path} is a directory; give a checkpoint '
                                                    f'prefix such as {tmp_path}/model<itr>'),
-        (config.replace(export_tf1=os.path.join(config.logdir, main.config_lib.exp_string(config), 'model1')),
+        (config.replace(export_tf1=os.path.join(config.logdir, config_lib.exp_string(config), 'model1')),
          'is in the experiment directory'),
     ]
     for bad, message in cases:
@@ -297,7 +299,7 @@ def test_conflicting_and_unusable_paths_fail_before_anything_is_written(tmp_path
             main.prepare(bad)
     assert sorted(os.listdir(tmp_path)) == ['tf1']
     # a maml-tf2 checkpoint in the experiment would be resumed too
-    exp_dir = os.path.join(config.logdir, main.config_lib.exp_string(config))
+    exp_dir = os.path.join(config.logdir, config_lib.exp_string(config))
     os.makedirs(exp_dir)
     with open(os.path.join(exp_dir, 'checkpoint'), 'w') as f:
         f.write('model_checkpoint_path: "model3"\n')
@@ -341,9 +343,9 @@ def test_main_tests_a_tf1_checkpoint_and_continues_training_from_it(tmp_path, ca
     native = main.prepare(config.replace(train=False, export_tf1=''))
     trained = _values(native.model)
     native.data_generator.rng = np.random.RandomState(main.TEST_SEED)
-    batches = main._batches(native, train=False)
+    stream = batches.stream(native, train=False)
     for i in range(5):
-        out = native.model.evaluate(*next(batches))
+        out = native.model.evaluate(*next(stream))
         np.testing.assert_array_equal(rows[i], [out.total_loss1.numpy(), *out.total_losses2.numpy()])
 
     # --train=True: the TF1 weights, a fresh Adam, iterations from the name (model19: 20 done)

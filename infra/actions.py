@@ -1,0 +1,398 @@
+"""The training loop's periodic work, as small named actions that main.py's train() runs when they are due.
+
+The loop itself only runs the learner's steps (`Steps`); everything else an iteration may do is an action
+with `begin(itr, batch)` (before the step, which sees the weights the step starts from: the original
+evaluated its summaries with the update, i.e. on the weights before it), `end(itr, objective)` (after
+it) and `close(itr)` (once, after the last iteration). In the order they run, as the original's train():
+`Summaries` (every `Intervals.summary`), `Progress` (the first iteration of each phase apart, s/it, ETA),
+`Prints` (the original's `Iteration N: pre, post` line), `Checkpoints` (every `Intervals.save`, nothing
+non-finite ever saved), `Validation` (the original's `Validation results` line). `reads_weights_after(itr)`
+tells `Steps` where a chunk of several steps per compiled call (--steps_per_execution) has to end.
+"""
+import dataclasses
+import json
+import os
+import re
+import time
+
+import numpy as np
+
+from infra.checkpoints import CHECKPOINT_STATE
+from infra.checks import TrainingDiverged
+
+PROGRESS_SECONDS = 30       # a progress line at least this often between the original's prints
+COMPILE_RECORD = '.first_iteration.json'   # in the experiment folder: {phase: seconds of its last first iteration}
+
+
+def read_compile_seconds(exp_dir):
+    """{phase: seconds} of the first iterations last run in `exp_dir` ({} if none recorded)."""
+    try:
+        with open(os.path.join(exp_dir, COMPILE_RECORD)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def write_compile_seconds(exp_dir, phase, seconds):
+    """Records the first iteration of `phase` took `seconds` (best effort: a folder that cannot take it is no error)."""
+    from infra.checkpoints import atomic_write
+    record = dict(read_compile_seconds(exp_dir), **{phase: round(seconds, 1)})
+    try:
+        atomic_write(os.path.join(exp_dir, COMPILE_RECORD), lambda f: f.write(json.dumps(record) + '\n'))
+    except OSError:
+        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Intervals:
+    """The original train()'s intervals (in iterations)."""
+    summary: int = 100
+    save: int = 1000
+    print: int = 1000
+    test_print: int = 5000
+
+    @classmethod
+    def for_config(cls, config):
+        p = 1000 if config.datasource == 'sinusoid' else 100
+        return cls(summary=100, save=1000, print=p, test_print=5 * p)
+
+
+def tf1_tag(name):
+    """The tag TF1's tf.summary.scalar wrote for `name`: characters other than [-/\\w.] become '_'.
+
+    So the original's 'metatrain_Post-update loss, step 1' is 'metatrain_Post-update_loss__step_1'
+    in its event files; we write the same tags.
+    """
+    return re.sub(r'[^-/\w.]', '_', name).lstrip('/')
+
+
+def summary_values(out, classification):
+    """{summary name: value} of a MetaOutput, named as the original's summaries (prefix not included)."""
+    values = {'Pre-update loss': out.total_loss1}
+    if classification:
+        values['Pre-update accuracy'] = out.total_accuracy1
+    for j in range(int(out.total_losses2.shape[0]) if out.total_losses2 is not None else 0):
+        values['Post-update loss, step ' + str(j + 1)] = out.total_losses2[j]
+        if classification:
+            values['Post-update accuracy, step ' + str(j + 1)] = out.total_accuracies2[j]
+    return values
+
+
+def write_scalars(writer, prefix, values, step):
+    """Writes {name: value} as TF1-tagged scalars `prefix + name` at `step` (what the original's merged summaries held)."""
+    import tensorflow as tf
+    metadata = tf.compat.v1.SummaryMetadata(
+        plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name='scalars')).SerializeToString()
+    with writer.as_default():
+        for name, value in values.items():
+            tf.summary.write(tf1_tag(prefix + name), tf.cast(value, tf.float32), step=step, metadata=metadata)
+
+
+def duration(seconds):
+    """'1h02m03s' or '2m03s'."""
+    seconds = int(round(seconds))
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
+
+
+def post_update(out, num_updates):
+    """(loss, accuracy) after `num_updates` inner steps, or after the last reported one; for a learner
+    without inner steps (T = 0) the query loss / accuracy."""
+    steps = int(out.total_losses2.shape[0]) if out.total_losses2 is not None else 0
+    if steps == 0:
+        return out.total_loss1, out.total_accuracy1
+    j = min(num_updates, steps) - 1
+    return out.total_losses2[j], (out.total_accuracies2[j] if out.total_accuracies2 is not None else None)
+
+
+def progress_line(itr, total, last_time, last_itr, now):
+    """Prints `it N/total  s/it  ETA` (rate over the steps since last_itr); returns the new (last_time, last_itr)."""
+    per_it = (now - last_time) / max(itr - last_itr, 1)
+    print(f'[maml-tf2] it {itr}/{total}  {per_it:.4f} s/it  ETA {duration(per_it * (total - itr - 1))}', flush=True)
+    return now, itr
+
+
+def summary_tasks(model, batch):
+    """The tasks of a meta-batch that the training summaries evaluate: all of them where the learner says so
+    (MAML and its variants, as the original), else the first (learners whose evaluation adapts for many steps,
+    or is cheap anyway)."""
+    return batch if model.summarizes_every_task else [t[:1] for t in batch]
+
+
+def summary_step(model, config):
+    """The inner step whose query loss / accuracy the training prints show: the learner's `summary_updates`
+    (MAML: --num_updates, the original's), else the last one reported."""
+    return model.summary_updates(config) or 10 ** 9
+
+
+class Action:
+    """Periodic work of the training loop; every hook is optional."""
+
+    def begin(self, itr, batch):
+        """Before iteration `itr`'s step; `batch`: the meta-batch it trains on (None: a chunk already ran it)."""
+
+    def end(self, itr, objective):
+        """After the step; `objective`: what it returned (a float, or None)."""
+
+    def close(self, itr):
+        """After the last iteration `itr`."""
+
+    def reads_before(self, itr):
+        """Whether begin(itr) reads the weights (a chunk of steps must start at itr)."""
+        return False
+
+    def reads_after(self, itr):
+        """Whether end(itr) reads the weights (a chunk of steps must end at itr)."""
+        return False
+
+
+class Summaries(Action):
+    """The original's summaries every `intervals.summary` iterations: the meta-batch's losses (and accuracies)
+    before and after the inner steps, on the weights before the update (TensorBoard `metatrain_*`), and a
+    validation meta-batch's (`metaval_*`); for a learner pre-training on mini-batches, its loss and a validation
+    task's accuracy. Collects the values the original's prints average (`prelosses`, `postlosses`)."""
+
+    def __init__(self, experiment, every, writer, val_batches):
+        self.e, self.every, self.writer, self.val_batches = experiment, every, writer, val_batches
+        self.classification = experiment.model.classification
+        self.prelosses, self.postlosses, self.before = [], [], None
+
+    def reads_before(self, itr):
+        return itr % self.every == 0
+
+    def reads_after(self, itr):
+        return self.classification and itr != 0 and itr % self.every == 0
+
+    def begin(self, itr, batch):
+        model = self.e.model
+        self.before = None
+        if itr % self.every == 0 and model.trains_on_tasks:   # the original fetched these with the update
+            self.before = model.evaluate(*summary_tasks(model, batch))
+
+    def end(self, itr, objective):
+        if itr % self.every:
+            return
+        model, w = self.e.model, self.writer
+        if self.before is None:   # pre-training on mini-batches: its loss, then accuracy on a validation task
+            val = model.evaluate(*summary_tasks(model, next(self.val_batches)))
+            self.prelosses.append(float(objective))
+            self.postlosses.append(val.total_accuracy1.numpy())
+            if w:
+                write_scalars(w, 'metatrain_', {'Pre-update loss': objective}, itr)
+                write_scalars(w, 'metaval_', summary_values(val, True), itr)
+            return
+        post_loss, post_acc = post_update(self.before, summary_step(model, self.e.run_config))
+        result = [self.before.total_loss1, post_loss]
+        if self.classification:
+            result += [self.before.total_accuracy1, post_acc]
+        self.prelosses.append(result[-2].numpy())
+        self.postlosses.append(result[-1].numpy())
+        if w:
+            write_scalars(w, 'metatrain_', summary_values(self.before, self.classification), itr)
+            if self.classification:   # the original's merge_all also ran the metaval tensors
+                write_scalars(w, 'metaval_', summary_values(
+                    model.evaluate(*summary_tasks(model, next(self.val_batches))), True), itr)
+
+    def take_means(self):
+        """(mean pre, mean post) of the values collected since the last call, or None; clears them."""
+        if not self.prelosses:
+            return None
+        means = (np.mean(self.prelosses), np.mean(self.postlosses))
+        self.prelosses, self.postlosses = [], []
+        return means
+
+
+class Prints(Action):
+    """What train() prints as it goes: the first iteration of each phase apart (tracing, XLA compile), the
+    original's `Iteration N: <pre>, <post>` every `intervals.print` iterations, and `it N/total  s/it  ETA` with
+    it and at least every PROGRESS_SECONDS; `close` prints the closing summary."""
+
+    def __init__(self, experiment, every, total, summaries, checkpoints, writer):
+        self.e, self.every, self.total = experiment, every, total
+        self.summaries, self.checkpoints, self.writer = summaries, checkpoints, writer
+        self.start = self.last_time = self.last_print = self.t0 = time.perf_counter()   # t0: the iteration's start
+        self.last_itr, self.compile_s, self.n_first, self.last_means = experiment.start_itr, 0.0, 0, None
+
+    def _first(self, itr):
+        return itr in (self.e.start_itr, self.e.run_config.pretrain_iterations)   # traces (and compiles) the step
+
+    def reads_after(self, itr):
+        return self._first(itr)
+
+    def begin(self, itr, batch):
+        """Before the first iteration of a phase: says that it traces (and compiles) the step, and how long that
+        took last time in this folder (COMPILE_RECORD), so that a long first iteration is not mistaken for a hang."""
+        if self._first(itr):
+            rc, phase = self.e.run_config, self._phase(itr)
+            last = read_compile_seconds(self.e.exp_dir).get(phase)
+            print(f'[maml-tf2] iteration {itr}: tracing {"and compiling (XLA) " if rc.xla else ""}the '
+                  f'{phase.split(":")[0]} step' + (f'; that took {last:.0f}s last time' if last else '') + ' ...',
+                  flush=True)
+
+    def _phase(self, itr):
+        """'pretraining' or 'meta-training', with what decides the compiled program (XLA or not)."""
+        rc = self.e.run_config
+        return ('pretraining' if itr < rc.pretrain_iterations else 'meta-training') + (':xla' if rc.xla else ':graph')
+
+    def end(self, itr, objective):
+        rc, now, first = self.e.run_config, time.perf_counter(), self._first(itr)
+        pretraining = itr < rc.pretrain_iterations
+        if first:
+            self.compile_s, self.n_first = self.compile_s + now - self.t0, self.n_first + 1
+            print(f'[maml-tf2] first {"pretraining" if pretraining else "meta-training"} iteration ({itr}): '
+                  f'{now - self.t0:.1f}s (tracing{" and XLA compile" if rc.xla else ""}); s/it and ETA count the '
+                  f'steps after it', flush=True)
+            from infra import distribute as distribute_lib
+            if distribute_lib.is_chief(self.e.config):   # the chief's folder
+                write_compile_seconds(self.e.exp_dir, self._phase(itr), now - self.t0)
+        if itr != 0 and itr % self.every == 0:
+            print_str = ('Pretrain Iteration ' + str(itr) if pretraining else
+                         'Iteration ' + str(itr - rc.pretrain_iterations))
+            self.last_means = self.summaries.take_means()
+            print(print_str + ': ' + str(self.last_means[0]) + ', ' + str(self.last_means[1]))
+            if not first:
+                self.last_time, self.last_itr = progress_line(itr, self.total, self.last_time, self.last_itr, now)
+            self.last_print = now
+        elif not first and now - self.last_print >= PROGRESS_SECONDS:
+            progress_line(itr, self.total, self.last_time, self.last_itr, now)
+            self.last_print = now
+        if first:
+            self.last_time, self.last_itr, self.last_print = now, itr, now
+        self.t0 = time.perf_counter()
+
+    def close(self, itr):
+        from infra import distribute as distribute_lib
+        e, model = self.e, self.e.model
+        done = itr + 1 - e.start_itr
+        wall = time.perf_counter() - self.start
+        steady = f', then {(wall - self.compile_s) / (done - self.n_first):.4f} s/it' if done > self.n_first else ''
+        print(f'[maml-tf2] trained iterations {e.start_itr}..{itr} of {self.total} in {duration(wall)} (first '
+              f'iteration of each phase {self.compile_s:.1f}s{steady})')
+        kept = ', '.join(os.path.basename(p) for p in e.checkpointer.kept)
+        chief = distribute_lib.is_chief(e.config)
+        if chief:   # a multi_worker worker's own checkpoint is a temporary copy
+            print(f'[maml-tf2] checkpoint {self.checkpoints.last} (kept: {kept}; list in '
+                  f'{os.path.join(e.exp_dir, CHECKPOINT_STATE)})'
+                  + (f'; TensorBoard summaries in {e.exp_dir}' if self.writer else ''))
+        last_means = self.summaries.take_means() or self.last_means
+        if last_means and not model.trains_on_tasks:
+            print(f'[maml-tf2] last training summaries: pre-training loss {last_means[0]:.4f}, validation task '
+                  f'accuracy {last_means[1]:.4f}')
+        elif last_means and not model.adapts:
+            kind = 'accuracy' if model.classification else 'loss'
+            print(f'[maml-tf2] last training summaries: query {kind} {last_means[1]:.4f}')
+        elif last_means:
+            kind = 'accuracy' if model.classification else 'loss'
+            print(f'[maml-tf2] last training summaries: pre-update {kind} {last_means[0]:.4f}, post-update {kind} '
+                  f'{last_means[1]:.4f}')
+        if chief:
+            print('[maml-tf2] to test it: the same flags and --train=False (--test_set=True for the test split)',
+                  flush=True)
+
+
+class Checkpoints(Action):
+    """`model<itr>` every `intervals.save` iterations and after the last one (never a non-finite weight:
+    TrainingDiverged instead); `last`: the prefix saved (or restored) last."""
+
+    def __init__(self, experiment, every):
+        self.e, self.every = experiment, every
+        kept = experiment.checkpointer.kept
+        self.last = kept[-1] if kept else experiment.restored_from
+
+    def reads_after(self, itr):
+        return itr != 0 and itr % self.every == 0
+
+    def end(self, itr, objective):
+        if self.reads_after(itr):
+            self.save(itr)
+
+    def close(self, itr):
+        if not self.reads_after(itr):   # else just saved
+            self.save(itr)
+
+    def save(self, itr):
+        bad = self.e.checkpointer.nonfinite()
+        if bad:
+            diverged(self.e, self.last, itr, f'{bad[0]} holds nan/inf after the update'
+                     + (f' ({len(bad)} variables)' if len(bad) > 1 else ''))
+        self.last = self.e.checkpointer.save(itr, itr + 1)
+
+
+class Validation(Action):
+    """The original's `Validation results: <pre>, <post>` line every `intervals.test_print` iterations, on a
+    validation meta-batch (classification only: the sinusoid's data is infinite)."""
+
+    def __init__(self, experiment, every, val_batches):
+        self.e, self.every, self.val_batches = experiment, every, val_batches
+
+    def reads_after(self, itr):
+        return self.val_batches is not None and itr != 0 and itr % self.every == 0
+
+    def end(self, itr, objective):
+        if self.reads_after(itr):
+            model = self.e.model
+            out = model.evaluate(*summary_tasks(model, next(self.val_batches)))
+            print('Validation results: ' + str(out.total_accuracy1.numpy()) + ', '
+                  + str(post_update(out, summary_step(model, self.e.run_config))[1].numpy()), flush=True)
+
+
+class Steps:
+    """The learner's steps, one iteration at a time: `batch(itr)` draws what iteration `itr` trains on, `run(itr)`
+    runs it and returns its objective (TrainingDiverged on nan/inf). Pre-training (--pretrain_iterations) and
+    the learners that pre-train on mini-batches run one step per call; with --steps_per_execution > 1 a
+    learner with `metatrain_steps` runs a chunk of meta-iterations per compiled call, ended where an action
+    reads the weights."""
+
+    def __init__(self, experiment, total, batches, actions, checkpoints):
+        self.e, self.total, self.batches, self.actions, self.checkpoints = experiment, total, batches, actions, checkpoints
+        rc, model = experiment.run_config, experiment.model
+        self.chunked = rc.steps_per_execution > 1 and model.trains_on_tasks and hasattr(model, 'metatrain_steps')
+        self.pending, self.chunk = [], None   # the objectives of iterations a chunk already ran
+
+    def chunk_size(self, itr):
+        """How many meta-iterations from `itr` on one compiled call runs (at most --steps_per_execution)."""
+        size, limit = 1, self.e.run_config.steps_per_execution
+        while (size < limit and itr + size < self.total and not any(a.reads_before(itr + size) for a in self.actions)
+               and not any(a.reads_after(itr + size - 1) for a in self.actions)):
+            size += 1
+        return size
+
+    def batch(self, itr):
+        if self.pending:
+            self.chunk = None
+            return None
+        pretraining = itr < self.e.run_config.pretrain_iterations
+        size = 1 if pretraining or not self.chunked else self.chunk_size(itr)
+        self.chunk = [next(self.batches) for _ in range(size)]
+        return self.chunk[0]
+
+    def run(self, itr):
+        model, rc = self.e.model, self.e.run_config
+        pretraining = itr < rc.pretrain_iterations
+        if self.chunk is None:
+            objective = self.pending.pop(0)
+        elif not model.trains_on_tasks:
+            objective = model.pretrain_step_on_batch(*self.chunk[0])
+        elif pretraining or not self.chunked:
+            objective = (model.pretrain_step if pretraining else model.metatrain_step)(*self.chunk[0])
+        else:
+            from infra import loop
+            size = len(self.chunk)
+            objective, *self.pending = model.metatrain_steps(
+                *loop.stack_batches(self.chunk, rc.steps_per_execution), size).numpy()[:size]
+        if objective is not None and not np.isfinite(value := float(objective)):
+            diverged(self.e, self.checkpoints.last, itr,
+                     f'the {"pretraining" if pretraining else "meta-training"} objective is {value}')
+        return objective
+
+
+def diverged(e, last, itr, what):
+    """Raises TrainingDiverged: what became non-finite at iteration `itr`, and how to go on from `last` (the last
+    checkpoint saved or restored, or None)."""
+    where = (f'the last good checkpoint is {last} (nothing after it was saved); to go on from it, run again with '
+             f'the same flags and e.g. a lower --meta_lr, or test it with --train=False') if last else \
+        'no checkpoint was saved; train again with e.g. a lower --meta_lr or --update_lr'
+    if e.config.precision == 'float16':
+        where += (f' (with --precision=float16 the likely cause is a float16 overflow of the scaled gradients: lower '
+                  f'--loss_scale, now {e.config.loss_scale:g}, or use --precision=bfloat16)')
+    raise TrainingDiverged(f'training diverged at iteration {itr}: {what}; {where}')
