@@ -58,8 +58,7 @@ import config as config_lib
 from config import Config, run_config
 from infra.actions import Intervals
 from infra.checkpoints import Checkpointer, check_regime, checkpoint_exists, checkpoint_path, latest_checkpoint, regime
-from infra.checks import (UsageError, check_cluster, check_config, check_paths,
-                          config_warnings)
+from infra.checks import UsageError, check_cluster, check_config, check_paths, config_warnings
 from infra.quiet import filter_stderr, import_tensorflow
 
 NUM_TEST_POINTS = 600       # tasks in test(), "calculated for omniglot" in the original
