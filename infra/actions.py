@@ -34,11 +34,12 @@ def read_compile_seconds(exp_dir):
 
 
 def write_compile_seconds(exp_dir, phase, seconds):
-    """Records the first iteration of `phase` took `seconds` (best effort: a folder that cannot take it is no error)."""
-    from infra.checkpoints import atomic_write
+    """Records the first iteration of `phase` took `seconds` (best effort: a folder that cannot take it is no error,
+    and a file half-written by a crash reads as nothing recorded)."""
     record = dict(read_compile_seconds(exp_dir), **{phase: round(seconds, 1)})
     try:
-        atomic_write(os.path.join(exp_dir, COMPILE_RECORD), lambda f: f.write(json.dumps(record) + '\n'))
+        with open(os.path.join(exp_dir, COMPILE_RECORD), 'w') as f:
+            f.write(json.dumps(record) + '\n')
     except OSError:
         pass
 

@@ -125,7 +125,7 @@ def test_checkpoint_files_and_retention(tmp_path):
     main.train(e, main.Intervals(summary=100, save=2, print=100, test_print=100))
     kept = [f'model{i}' for i in (6, 8, 10, 12, 14, 16, 18, 20, 22, 24)]    # the last 10 saves
     files = sorted(os.listdir(e.exp_dir))
-    assert files == sorted(['.train.lock', 'checkpoint'] + [k + '.index' for k in kept]
+    assert files == sorted(['.train.lock', '.first_iteration.json', 'checkpoint'] + [k + '.index' for k in kept]
                            + [k + '.data-00000-of-00001' for k in kept] + [f for f in files if f.startswith('events')])
     with open(os.path.join(e.exp_dir, 'checkpoint')) as f:
         assert f.read().splitlines() == (['model_checkpoint_path: "model24"']

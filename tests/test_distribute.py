@@ -320,7 +320,7 @@ def test_multi_worker_trains_like_one_process_and_resumes(tmp_path):
     events = [n for n in os.listdir(folder) if n.startswith('events.')]
     assert len(events) == 1 and f'.{chief_pid}.' in events[0], events
     assert sorted(set(os.listdir(folder)) - set(events)) == sorted(
-        ['.train.lock', 'checkpoint', 'model1.index', 'model1.data-00000-of-00001'])
+        ['.train.lock', '.first_iteration.json', 'checkpoint', 'model1.index', 'model1.data-00000-of-00001'])
     assert (folder / '.train.lock').read_text().startswith(f'pid {chief_pid} ')
     assert 'is not the chief: it wrote nothing' in first[1][1]
     assert not [n for n in os.listdir(scratch) if n.startswith('maml-tf2-')]   # the worker's checkpoints
