@@ -53,8 +53,8 @@ def test_exported_classifier_gives_the_evaluations_logits_without_the_repository
                                                                                  omniglot_dir, monkeypatch):
     monkeypatch.setenv('MAML_TF2_CACHE', str(tmp_path / 'cache'))
     config = Config(datasource='omniglot', data_dir=omniglot_dir, method=method, num_classes=3, update_batch_size=1,
-                    meta_batch_size=2, num_filters=4, metatrain_iterations=2, seed=3, logdir=str(tmp_path / 'logs'),
-                    num_train_classes=30, num_val_classes=10, **extra)
+                    meta_batch_size=2, num_filters=4, metatrain_iterations=2, seed=3, xla=False,
+                    logdir=str(tmp_path / 'logs'), num_train_classes=30, num_val_classes=10, **extra)
     main.train(main.prepare(config), main.Intervals(summary=100, save=100, print=100, test_print=100))
     out = tmp_path / 'served'
     env = dict(os.environ, MAML_TF2_CACHE=str(tmp_path / 'cache'))
@@ -87,7 +87,8 @@ def test_exported_classifier_gives_the_evaluations_logits_without_the_repository
 def test_export_refuses_a_folder_that_is_not_empty_and_a_missing_out(tmp_path):
     (tmp_path / 'full').mkdir()
     (tmp_path / 'full' / 'x').write_text('')
-    for args, message in ((['--out=' + str(tmp_path / 'full')], 'exists and is not an empty folder; choose a new folder'),
+    full = ['--out=' + str(tmp_path / 'full')]
+    for args, message in ((full, 'exists and is not an empty folder; choose a new folder'),
                           ([], '--out=DIR is missing')):
         r = subprocess.run([sys.executable, SCRIPT, '--datasource=omniglot', *args], capture_output=True, text=True,
                            timeout=120)
