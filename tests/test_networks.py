@@ -66,7 +66,10 @@ def _meta_gradients(model, xla):
     return float(out.total_losses2[-1]), {k: g.numpy() for k, g in grads.items()}
 
 
-@pytest.mark.parametrize('stop_grad,xla', [(False, False), (True, False), (False, True), (True, True)])
+# XLA's compile of a Keras model's second-order step takes minutes on 2 shared cores: those two cases are slow
+@pytest.mark.parametrize('stop_grad,xla', [(False, False), (True, False),
+                                           pytest.param(False, True, marks=pytest.mark.slow),
+                                           pytest.param(True, True, marks=pytest.mark.slow)])
 def test_keras_conv4_gives_the_functional_loss_and_meta_gradient(stop_grad, xla):
     config = _conv4_config(stop_grad, xla)
     functional = MAML(784, WAYS, 2, config)
