@@ -78,6 +78,10 @@ class Config:
                                          # differentiating (their gradients divided by it after)
     tf32: bool = False                   # let TensorFlow use TF32 for float32 products on Ampere+ GPUs
     # ---- learners beyond MAML: flags defined from these fields by main.py (help text in the metadata) ----
+    network: str = _flag('', 'the network: \'\' or default (the paper\'s for the data source), conv4, fc, resnet12, '
+                         'resnet12_gap (global average pooling) or MODULE:FUNCTION, a function (input_shape, '
+                         'num_outputs) -> keras.Model importable from the working directory or PYTHONPATH '
+                         '(docs/NETWORKS.md)')
     method: str = _flag('maml', 'the learner: ' + ', '.join(METHODS) + ' (maml: the faithful port of the original)')
     protocol: str = _flag('maml', 'maml: MAML\'s network, split and 600 fixed test tasks for every method; '
                           'learners.reptile: everything else as openai/supervised-reptile (Omniglot only)')
@@ -161,7 +165,8 @@ def learner_fields(config):
     return [(f.name, getattr(config, f.name)) for f in dataclasses.fields(Config)
             if 'help' in f.metadata and f.name not in ('method', 'protocol')
             and config.method in (f.metadata['methods'] or METHODS)
-            and getattr(config, f.name) != getattr(default, f.name)]
+            and getattr(config, f.name) != getattr(default, f.name)
+            and not (f.name == 'network' and config.network == 'default')]
 
 
 def test_num_updates(config):
@@ -205,7 +210,7 @@ def exp_string(config):
     if config.protocol != 'maml':
         s += '.protocol_' + config.protocol
     for name, value in learner_fields(config):
-        s += '.' + name + ('' if value is True else str(value))
+        s += '.' + name + ('' if value is True else str(value).replace(':', '-').replace('/', '-'))
     return s
 
 

@@ -78,6 +78,22 @@ class MAML(tf.Module):
         if self.classification:
             self.channels = 3 if config.datasource == 'miniimagenet' else 1
             self.img_size = int(np.sqrt(dim_input / self.channels))
+        rng = tf.random.Generator.from_seed(config.seed) if config.seed >= 0 \
+            else tf.random.Generator.from_non_deterministic_state()
+        self.construct_network(rng)
+        self.meta_variables = {**self.weights, **self.norm_weights}
+        self.metatrain_optimizer = adam.Adam(self.meta_variables, config.meta_lr, name='Adam')
+        self.pretrain_optimizer = adam.Adam(self.meta_variables, config.meta_lr, name='Adam_pretrain')
+        self._functions = {}
+        self.compute_dtype = COMPUTE_DTYPES.get(config.precision, dtype)
+        self.loss_scale = config.loss_scale if self.compute_dtype == tf.float16 else None   # --loss_scale
+        if self.compute_dtype != dtype:
+            self._lower_precision()
+
+    def construct_network(self, rng):
+        """Chooses the network and creates its variables: sets `forward`, `weights` (adapted in the inner loop)
+        and `norm_weights` (meta-learned, not adapted). A hook: networks/ plugs a Keras model in here."""
+        config, dtype = self.config, self.dtype
         if self.classification and config.conv:
             self.dim_hidden = config.num_filters
             self.forward, self.construct_weights = self.forward_conv, self.construct_conv_weights
@@ -89,9 +105,6 @@ class MAML(tf.Module):
             # The original's fc scopes are '0', '2', '3', ...: normalize(..., scope=str(i+1)) for i >= 1.
             norm_scopes = ['0'] + [str(i + 1) for i in range(1, len(self.dim_hidden))]
             norm_width = list(self.dim_hidden)
-
-        rng = tf.random.Generator.from_seed(config.seed) if config.seed >= 0 \
-            else tf.random.Generator.from_non_deterministic_state()
         with tf.name_scope('model'):
             self.weights = {k: tf.Variable(tf.cast(v, dtype), name=k)
                             for k, v in self.construct_weights(rng).items()}
@@ -102,14 +115,6 @@ class MAML(tf.Module):
                     if config.norm == 'layer_norm':
                         self.norm_weights[scope + '/gamma'] = tf.Variable(tf.ones([width], dtype),
                                                                           name=scope + '/gamma')
-        self.meta_variables = {**self.weights, **self.norm_weights}
-        self.metatrain_optimizer = adam.Adam(self.meta_variables, config.meta_lr, name='Adam')
-        self.pretrain_optimizer = adam.Adam(self.meta_variables, config.meta_lr, name='Adam_pretrain')
-        self._functions = {}
-        self.compute_dtype = COMPUTE_DTYPES.get(config.precision, dtype)
-        self.loss_scale = config.loss_scale if self.compute_dtype == tf.float16 else None   # --loss_scale
-        if self.compute_dtype != dtype:
-            self._lower_precision()
 
     def _lower_precision(self):
         """--precision=bfloat16 / float16: the network computes in `compute_dtype`, on the per-task (fast) weights,

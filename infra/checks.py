@@ -38,6 +38,10 @@ def check_config(config, explicit=()):
         if methods is not None and c.method not in methods:
             raise UsageError(f'--{name} means nothing to --method={c.method} (it is a flag of '
                              f'{", ".join(methods)}); drop --{name} or choose one of those methods')
+    import networks   # imports nothing of TensorFlow: the usage errors come first
+    why = networks.problem(c)
+    if why:
+        raise UsageError(why)
     if c.datasource not in config_lib.DATASOURCES:
         raise UsageError(f'unknown --datasource={c.datasource!r}; use sinusoid, omniglot or miniimagenet')
     if c.method not in ('reptile',) + config_lib.INNER_LOOP and c.datasource == 'sinusoid':

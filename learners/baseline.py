@@ -23,7 +23,7 @@ import tensorflow as tf
 from infra import adam
 from config import Config
 from maml import MetaOutput
-from learners.protonet import Conv4Learner, feature_size, mean_xent
+from learners.protonet import Conv4Learner, mean_xent
 from utils import accuracy
 
 FINETUNE_MOMENTUM = 0.9
@@ -126,7 +126,7 @@ class Baseline(Conv4Learner):
                  num_base_classes=None):
         super().__init__(dim_input, dim_output, test_num_updates, config, dtype)
         self.num_base_classes = int(num_base_classes or default_base_classes(config))
-        d = feature_size(self.img_size, self.dim_hidden)
+        d = self.embedding_size()
         bound = 1.0 / np.sqrt(d)
         w = self.rng.uniform([d, self.num_base_classes], -bound, bound, tf.float32)
         head = init_head(w, tf.zeros([self.num_base_classes]), self.cosine)   # BaselineTrain: bias 0

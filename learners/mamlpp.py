@@ -84,6 +84,7 @@ class MAMLPlusPlus(maml.MAML):
     `bn_stats` {'<scope>/running_mean' | '<scope>/running_variance': [N+1, C] variable} (--per_step_bn_stats).
     """
     inner_lr_prefix = 'lslr'
+    per_step_bn_gamma = True     # --per_step_bn adds a gamma to MAML's batch norm (a Keras network keeps its own)
 
     def __init__(self, dim_input=1, dim_output=1, test_num_updates=5, config=Config(), dtype=tf.float32,
                  batched=True, task_groups=None):
@@ -101,7 +102,7 @@ class MAMLPlusPlus(maml.MAML):
             norm = {}
             for k, v in self.norm_weights.items():
                 norm[k] = v
-                if config.norm == 'batch_norm':    # BNWB's gamma (MAML's batch norm has no scale)
+                if config.norm == 'batch_norm' and self.per_step_bn_gamma:   # BNWB's gamma (MAML's BN has no scale)
                     norm[k[:-len('beta')] + 'gamma'] = tf.ones_like(v)
             self.norm_weights = {k: tf.Variable(tf.repeat(v[None], self.num_steps, 0), name=k)
                                  for k, v in norm.items()}

@@ -136,6 +136,13 @@ class Conv4Learner(tf.Module):
         rng = tf.random.Generator.from_seed(config.seed) if config.seed >= 0 \
             else tf.random.Generator.from_non_deterministic_state()
         self.rng = rng
+        self.construct_embedding(rng)
+        self._functions = {}
+
+    def construct_embedding(self, rng):
+        """Creates the embedding's variables: `weights` (trained) and `running` (batch-norm running statistics).
+        A hook: networks/ plugs a Keras model in here (and overrides `embed`)."""
+        config, dtype = self.config, self.dtype
         with tf.name_scope('model'):
             self.weights = {k: tf.Variable(tf.cast(v, dtype), name=k) for k, v in
                             init_conv4(rng, self.channels, self.dim_hidden, config.norm, self.init_scheme).items()}
@@ -146,7 +153,10 @@ class Conv4Learner(tf.Module):
                                                                    name=f'{i}/moving_mean')
                     self.running[f'{i}/moving_variance'] = tf.Variable(tf.ones([self.dim_hidden], dtype),
                                                                        trainable=False, name=f'{i}/moving_variance')
-        self._functions = {}
+
+    def embedding_size(self):
+        """D, the width of `embed`'s features."""
+        return feature_size(self.img_size, self.dim_hidden)
 
     def _compiled(self, name, fn):
         if name not in self._functions:

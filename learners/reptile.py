@@ -124,6 +124,7 @@ class Reptile(tf.Module):
     """The learner: its network's variables (`weights`), the inner optimizer, the meta-iteration counter and
     the seed of its mini-batch shuffles; `metatrain_step` and `evaluate` as main.py expects (see
     notes_lead/interface.md), `train_on_batches` / `adapt_on_batches` / `predict` for explicit batches (golden)."""
+    net_class = MAML     # the network of --protocol=maml (networks/ puts a Keras model's MAML here)
 
     trains_on_tasks, summarizes_every_task, adapts = True, False, True   # see maml.MAML
     summary_updates = staticmethod(lambda config: None)   # the prints report after --eval_iters steps
@@ -157,7 +158,7 @@ class Reptile(tf.Module):
                                 for k, v in reptile_conv_weights(rng, config.datasource, dim_output).items()}
             self.net = None
         else:   # MAML's network: its weights and forward pass (its own Adams stay unused)
-            self.net = MAML(dim_input, dim_output, test_num_updates, config, dtype=dtype)
+            self.net = self.net_class(dim_input, dim_output, test_num_updates, config, dtype=dtype)
             self.weights = dict(self.net.meta_variables)
         self.optimizer = None if config.inner_sgd else adam.Adam(
             self.weights, config.update_lr, beta1=0.0, beta2=ADAM_BETA2, epsilon=ADAM_EPSILON, name='Adam')

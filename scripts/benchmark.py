@@ -14,6 +14,8 @@ Modes (default: eager function xla xla_loop tf1):
   xla_loop       `metatrain_steps`: `--steps-per-execution` XLA steps in one compiled call (loop.py, main.py
                  --steps_per_execution), timed per meta-iteration
   reference(_xla) the per-task tf.map_fn path (`batched=False`), without / with XLA
+  keras(_xla)    the setting's Conv-4 as a Keras model run through stateless_call (main.py --network=conv4,
+                 networks/; Keras's initial weights), without / with XLA
   tf1            the original's graph rebuilt in tf.compat.v1 (map_fn over tasks, tf.gradients,
                  conv2d; `tf1_style_step`), timed here under the same load as the port
   jax            the peer: the same step written as the JAX community writes it (scripts/jax_peer.py: one
@@ -90,7 +92,7 @@ SETTINGS = collections.OrderedDict([
 ])
 DEFAULT_SETTINGS = ('a', 'a_fo', 'b', 'c', 'c_fo', 'd')
 MODES = ('eager', 'function', 'xla', 'xla_loop', 'reference', 'reference_xla', 'tf1', 'jax', 'jax_scan',
-         'jax_im2col')
+         'jax_im2col', 'keras', 'keras_xla')
 JAX_MODES = ('jax', 'jax_scan', 'jax_im2col')
 FLOAT32_MODES = ('tf1',) + JAX_MODES          # the peers: float32 only (--precision is the port's)
 PRECISIONS = ('float32', 'bfloat16', 'float16')
@@ -249,9 +251,15 @@ def build_model(setting, mode, task_groups=0, precision='float32'):
     for this device."""
     from config import Config, test_num_updates
     from maml import MAML
-    config = Config(**setting.flags, seed=0, xla=mode in ('xla', 'xla_loop', 'reference_xla'), precision=precision)
-    return MAML(setting.dim_input, setting.dim_output, test_num_updates(config), config,
-                batched=not mode.startswith('reference'), task_groups=task_groups or None)
+    config = Config(**setting.flags, seed=0, xla=mode in ('xla', 'xla_loop', 'reference_xla', 'keras_xla'),
+                    precision=precision)
+    cls = MAML
+    if mode.startswith('keras'):   # the Keras Conv-4 (networks/): --network=conv4
+        import networks
+        config = config.replace(network='conv4')
+        cls = networks.learner_class(config, MAML)
+    return cls(setting.dim_input, setting.dim_output, test_num_updates(config), config,
+               batched=not mode.startswith('reference'), task_groups=task_groups or None)
 
 
 def step_function(model, mode, batch, steps_per_execution):
