@@ -34,13 +34,15 @@ Public interface (others code against these names):
     get_state() / set_state(state)
 """
 import logging
+import os
 import random
 import sys
 import types
 
 import numpy as np
 
-from datasources import episodes, miniimagenet, omniglot, sinusoid
+import config as config_lib
+from datasources import episodes, folder, miniimagenet, omniglot, sinusoid
 # The names users and tests know from the original single module (re-exported, see _Module below)
 from datasources.common import DataError, _visible_dirs  # noqa: F401
 from datasources.episodes import (EVAL_SEED, IMAGES_PER_CLASS, NUM_EVAL_TASKS, check_sizes,  # noqa: F401
@@ -59,6 +61,14 @@ log = logging.getLogger(__name__)
 
 REPTILE_NUM_TRAIN = 1200      # supervised-reptile split_dataset(num_train=1200)
 REPTILE_DEFAULT_SEED = 0      # supervised-reptile --seed default
+
+
+def with_image_shape(config, data_generator):
+    """`config` with --img_size and --channels set to the data's (a user's images: from the images when 0), so
+    that the learners build their network for them; the built-in sources' configs come back unchanged."""
+    if getattr(data_generator, 'class_split', None) is None:
+        return config
+    return config.replace(img_size=int(data_generator.img_size[0]), channels=int(data_generator.channels))
 
 
 def num_samples_per_class(config):
@@ -83,12 +93,16 @@ def num_samples_per_class(config):
 class DataGenerator:
     """Sinusoid batches (numpy) or Omniglot / MiniImagenet meta-batches (tf.data)."""
 
-    def __init__(self, num_samples_per_class, batch_size, config, train_samples_per_class=None):
+    def __init__(self, num_samples_per_class, batch_size, config, train_samples_per_class=None, run_dir=None):
         """num_samples_per_class: S of every pipeline; train_samples_per_class: S of the meta-train
         episodes only, when they differ (e.g. ProtoNets' training query size), default S.
         config.train_classes > 0 sets the ways of the meta-train episodes (default num_classes);
-        config.protocol='reptile' builds the Reptile Omniglot split (sample_mini_dataset)."""
+        config.protocol='reptile' builds the Reptile Omniglot split (sample_mini_dataset).
+        run_dir: the run folder (logdir/exp_string) for a user's data (folder, tfds): its class_split.json,
+        when there, gives the classes (a test uses the training's); the training writes it when it starts."""
         self.config = config
+        self.run_dir = run_dir
+        self.in_memory = False     # the images are one uint8 array (Omniglot, folder, tfds), not JPEG paths
         self.datasource = config.datasource
         self.protocol = getattr(config, 'protocol', 'maml')
         self.batch_size = int(batch_size)
@@ -125,8 +139,11 @@ class DataGenerator:
                 self._init_omniglot(config)
             else:
                 self._init_miniimagenet(config)
+        elif config_lib.datasource_kind(self.datasource) in ('folder', 'tfds'):
+            self._init_images(config)
         else:
-            raise DataError(f'unknown --datasource={self.datasource!r}: use sinusoid, omniglot or miniimagenet')
+            raise DataError(f'unknown --datasource={self.datasource!r}: use sinusoid, omniglot, miniimagenet, '
+                            f'folder or tfds:NAME')
 
     # ---- Omniglot ----
     def _init_omniglot(self, config):
@@ -137,6 +154,7 @@ class DataGenerator:
         self.dim_input = int(np.prod(self.img_size))
         self.dim_output = n
         self.rotate = True
+        self.in_memory = True
         self.data = data = load_omniglot(config.data_dir)
         grid = np.arange(self.dim_input).reshape(self.img_size)
         # rot90(img, k).ravel() == img.ravel()[rot_index[k]]: k quarter turns counter-clockwise,
@@ -247,6 +265,61 @@ class DataGenerator:
         pix = flat[np.asarray(rows)[:, None], self.rot_index[np.asarray(rots)]]
         return self.pixel_lut[pix].reshape((-1,) + OMNIGLOT_SIZE)
 
+    # ---- a user's images: --datasource=folder or tfds:NAME (datasources/folder.py, tfds.py) ----
+    def _init_images(self, config):
+        """Lists the classes, chooses the class split (folder.choose_split), checks it and decodes the images of
+        the meta-train and evaluation classes into self.data (a folder.ImageSet [M, S, S, C]). Pixels are
+        x / 255, never inverted or rotated."""
+        if self.protocol != 'maml':
+            raise DataError(f'--protocol={self.protocol} is implemented for omniglot only; use --protocol=maml')
+        n = self.num_classes = config.num_classes
+        ways = getattr(config, 'train_classes', -1)
+        self.train_num_classes = ways if ways is not None and ways > 0 else n
+        self.dim_output = n
+        self.rotate = False
+        self.in_memory = True
+        if config_lib.datasource_kind(self.datasource) == 'folder':
+            listing, fixed = folder.list_folder(config.data_dir)
+            what = os.path.expanduser(config.data_dir)
+            names = sorted(listing)
+            load = lambda use: folder.load_folder(listing, use, config, what)   # noqa: E731
+            self._class_path = lambda name: os.path.join(what, name)
+        else:
+            from datasources import tfds as tfds_lib
+            source = tfds_lib.TfdsSource(config)
+            names, fixed, what = source.names, None, source.what
+            load = lambda use: source.load(use, config)   # noqa: E731
+            self._class_path = lambda name: f'class {name!r} of {what}'
+        split, where = folder.choose_split(config, names, fixed, self.run_dir, what)
+        eval_split = 'test' if config.test_set else 'val'
+        folder.check_split(split, ('train', eval_split), where, what)
+        self.class_split = split
+        self._split_extra = {'datasource': self.datasource, 'data': what, 'from': where}
+        self._split_written = False
+        self.data = data = load(split['train'] + split[eval_split])
+        size, channels = data.images.shape[1], data.images.shape[3]
+        self.img_size, self.channels = (size, size), channels
+        self.dim_input = size * size * channels
+        self.rot_index = np.arange(self.dim_input, dtype=np.int64)[None]   # no rotations: quarter turns 0 only
+        n_train = len(split['train'])
+        self._train_classes = np.arange(n_train, dtype=np.int64)
+        self._eval_classes = np.arange(n_train, len(data.names), dtype=np.int64)
+        self._set_counts(data.offsets, data.names)
+        self.metatrain_character_folders = [data.names[i] for i in self._train_classes]
+        self.metaval_character_folders = [data.names[i] for i in self._eval_classes]
+        self.pixel_lut = np.arange(256, dtype=np.float32) / np.float32(255.0)   # v -> v / 255
+
+    def write_class_split(self):
+        """Writes the class split into run_dir/class_split.json (atomically, once, and only for a user's data
+        when training): a later test, or a resumed training, reads it back. Returns its path or None."""
+        if getattr(self, 'class_split', None) is None or not self.run_dir or self._split_written \
+                or not self.config.train:
+            return None
+        path = folder.write_split_file(self.run_dir, self.class_split, self._split_extra)
+        self._split_written = True
+        log.info('wrote the class split to %s', path)
+        return path
+
     # ---- MiniImagenet ----
     def _init_miniimagenet(self, config):
         if self.protocol != 'maml':
@@ -287,10 +360,18 @@ class DataGenerator:
                 raise DataError(f'the {split} split has {len(cls)} classes, fewer than {flag}={n}: '
                                 f'use fewer classes or give more data')
             short = [c for c in cls if self._counts[c] < s]
+            if short and hasattr(self, '_class_path'):   # a user's data: name the folder
+                q = s - getattr(self.config, 'update_batch_size', 0)
+                raise DataError(f'{self._class_path(names[short[0]])} has {self._counts[short[0]]} images, fewer '
+                                f'than the K + Q = {s} a task needs ({len(short)} {split} classes are short); '
+                                f'add images, or lower --update_batch_size or --num_query (now {q} query)')
             if short:
                 raise DataError(f'{len(short)} {split} classes have fewer than the {s} images a task needs '
                                 f'(e.g. {names[short[0]]} has {self._counts[short[0]]}): the data is '
                                 f'incomplete, or lower --update_batch_size/--num_query')
+        if len(self._eval_classes) == self.num_classes:
+            log.warning('the evaluation split has only %d classes, as many as --num_classes: every evaluation task '
+                        'uses the same classes (only the images and their order differ)', self.num_classes)
 
     # ---- shapes of each pipeline ----
     def num_classes_for(self, train):
@@ -379,7 +460,7 @@ class DataGenerator:
             with tf.device('/CPU:0'):
                 c = {'eye': tf.eye(self.num_classes, dtype=tf.float32),
                      'eye_train': tf.eye(self.train_num_classes, dtype=tf.float32)}
-                if self.datasource == 'omniglot':
+                if self.in_memory:
                     c['pixels'] = tf.constant(self.data.images.reshape(-1))
                     c['rot_index'] = tf.constant(self.rot_index)
                     c['lut'] = tf.constant(self.pixel_lut)
@@ -468,6 +549,7 @@ class DataGenerator:
             raise DataError(f'batch size {batch_size} must be >= 1')
         rows, rots, labels, n_cls = self._class_examples()
         total = len(rows)
+        self.write_class_split()   # the training starts: a later test reads the classes back
         c = self._consts()
         with tf.device('/CPU:0'):
             if self._class_vars is None:
@@ -491,7 +573,7 @@ class DataGenerator:
                .map(lambda pos, i: (pos[-1] + 1, tf.gather(ex, i))))
         eye = tf.eye(n_cls, dtype=tf.float32)
         autotune = tf.data.AUTOTUNE
-        if self.datasource == 'omniglot':
+        if self.in_memory:
             ds = src.map(lambda p, e: (p, self._images(e[:, 0], e[:, 1]), tf.gather(eye, e[:, 2])),
                          num_parallel_calls=autotune)
         else:
@@ -545,6 +627,7 @@ class DataGenerator:
         c = self._consts()
         eye = c['eye_train'] if train else c['eye']
         if train:
+            self.write_class_split()   # the training starts: a later test reads the classes back
             if self._vars is None:
                 with tf.device('/CPU:0'):
                     self._vars = (tf.Variable(self._ensure_train_key(), dtype=tf.int64, trainable=False),
@@ -564,7 +647,7 @@ class DataGenerator:
                 return j, tf.gather(img_t, t), tf.gather(lab_t, t), tf.gather(rot_t, t)
             src = tf.data.Dataset.counter().map(rows)
 
-        if self.datasource == 'omniglot':
+        if self.in_memory:
             ds = src.map(lambda j, img, lab, rot: (j, self._images(img, rot), tf.gather(eye, lab)),
                          num_parallel_calls=autotune)
         else:

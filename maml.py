@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from infra import adam
 from infra import loop
+import config as config_lib
 from config import Config
 from utils import accuracy, conv_block, glorot_uniform, mse, normalize, random_normal, truncated_normal, xent
 
@@ -74,9 +75,9 @@ class MAML(tf.Module):
         self.test_num_updates = test_num_updates
         self.update_lr = config.update_lr
         self.dtype = dtype
-        self.classification = config.datasource in ('omniglot', 'miniimagenet')
+        self.classification = config.datasource != 'sinusoid'
         if self.classification:
-            self.channels = 3 if config.datasource == 'miniimagenet' else 1
+            self.channels = config_lib.image_channels(config)
             self.img_size = int(np.sqrt(dim_input / self.channels))
         if self.classification and config.conv:
             self.dim_hidden = config.num_filters

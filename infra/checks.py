@@ -38,8 +38,9 @@ def check_config(config, explicit=()):
         if methods is not None and c.method not in methods:
             raise UsageError(f'--{name} means nothing to --method={c.method} (it is a flag of '
                              f'{", ".join(methods)}); drop --{name} or choose one of those methods')
-    if c.datasource not in config_lib.DATASOURCES:
-        raise UsageError(f'unknown --datasource={c.datasource!r}; use sinusoid, omniglot or miniimagenet')
+    if config_lib.datasource_kind(c.datasource) is None:
+        raise UsageError(f'unknown --datasource={c.datasource!r}; use sinusoid, omniglot, miniimagenet, folder or '
+                         f'tfds:NAME')
     if c.method not in ('reptile',) + config_lib.INNER_LOOP and c.datasource == 'sinusoid':
         raise UsageError(f'--method={c.method} classifies images; use --datasource=omniglot or miniimagenet')
     if c.protocol == 'reptile' and (c.method != 'reptile' or c.datasource != 'omniglot'):

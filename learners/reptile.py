@@ -144,7 +144,7 @@ class Reptile(tf.Module):
         self.dim_input, self.dim_output = dim_input, dim_output
         self.test_num_updates = test_num_updates
         self.dtype = dtype
-        self.classification = config.datasource in ('omniglot', 'miniimagenet')
+        self.classification = config.datasource != 'sinusoid'
         self.train_shots = config.train_shots if config.train_shots > 0 else config.update_batch_size
         if config.protocol == 'reptile':
             if config.datasource not in REPTILE_NETWORKS:
