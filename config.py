@@ -48,6 +48,12 @@ def datasource_kind(datasource):
     return None
 
 
+def regression(config):
+    """Whether the tasks are regression (MSE, fully connected net, main.py's sinusoid path): the sinusoid and a
+    user's Python task family (--datasource=MODULE:FUNCTION); the rest classify images."""
+    return datasource_kind(config.datasource) in ('sinusoid', 'python')
+
+
 def image_channels(config):
     """Channels of the images the network sees: --channels when set (a user's data: main.py fills it from the
     images), else 3 for MiniImagenet, 1 for Omniglot."""

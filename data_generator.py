@@ -43,6 +43,7 @@ import numpy as np
 
 import config as config_lib
 from datasources import episodes, folder, miniimagenet, omniglot, sinusoid
+from datasources import python as python_tasks
 # The names users and tests know from the original single module (re-exported, see _Module below)
 from datasources.common import DataError, _visible_dirs  # noqa: F401
 from datasources.episodes import (EVAL_SEED, IMAGES_PER_CLASS, NUM_EVAL_TASKS, check_sizes,  # noqa: F401
@@ -141,6 +142,10 @@ class DataGenerator:
                 self._init_miniimagenet(config)
         elif config_lib.datasource_kind(self.datasource) in ('folder', 'tfds'):
             self._init_images(config)
+        elif config_lib.datasource_kind(self.datasource) == 'python':   # datasources/python.py
+            self.sampler = python_tasks.load_sampler(self.datasource)
+            self.dim_input, self.dim_output = python_tasks.probe(self.sampler, self.datasource,
+                                                                 self.num_samples_per_class)
         else:
             raise DataError(f'unknown --datasource={self.datasource!r}: use sinusoid, omniglot, miniimagenet, '
                             f'folder or tfds:NAME')
@@ -444,6 +449,10 @@ class DataGenerator:
         Returns (init_inputs [B, S, 1], outputs [B, S, 1], amp [B], phase [B]), float64. `train` is
         unused (as in the original); `input_idx` replaces inputs from that index on by a linspace.
         """
+        if hasattr(self, 'sampler'):   # a user's task family: no amplitude or phase (zeros)
+            x, y = python_tasks.sample(self.sampler, self.datasource, self.rng, self.batch_size,
+                                       self.num_samples_per_class)
+            return x, y, np.zeros(self.batch_size), np.zeros(self.batch_size)
         if self.datasource != 'sinusoid':
             raise DataError(f'generate() is for --datasource=sinusoid; use make_data_tensor() for {self.datasource}')
         return generate_sinusoid_batch(self.rng, self.batch_size, self.num_samples_per_class, self.amp_range,

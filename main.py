@@ -342,7 +342,7 @@ def test(experiment):
     source = e.restored_from or 'untrained weights'
     print(f'[maml-tf2] testing {source} on {num_tasks} {split} tasks (meta batch 1, '
           f'{config_lib.test_num_updates(rc)} inner steps where the method has them)', flush=True)
-    if rc.datasource == 'sinusoid':
+    if config_lib.regression(rc):
         e.data_generator.rng = np.random.RandomState(TEST_SEED)   # the original: np.random.seed(1)
     stream = batches.stream(e, train=False)
     metaval_accuracies = []

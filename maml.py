@@ -75,7 +75,7 @@ class MAML(tf.Module):
         self.test_num_updates = test_num_updates
         self.update_lr = config.update_lr
         self.dtype = dtype
-        self.classification = config.datasource != 'sinusoid'
+        self.classification = not config_lib.regression(config)
         if self.classification:
             self.channels = config_lib.image_channels(config)
             self.img_size = int(np.sqrt(dim_input / self.channels))

@@ -256,3 +256,50 @@ def test_main_trains_and_tests_on_a_folder(tmp_path, capsys, monkeypatch):
 def test_main_rejects_an_unknown_datasource_in_one_line(tmp_path):
     with pytest.raises(main.UsageError, match='use sinusoid, omniglot, miniimagenet, folder or tfds:NAME'):
         main.check_config(Config(datasource='nope'))
+
+
+# ------------------------------------------------------------------------------------------------ Python tasks
+LINES = '''
+import numpy as np
+
+
+def lines(rng, batch_size, num_samples):
+    slope = rng.uniform(-2, 2, [batch_size, 1, 1])
+    x = rng.uniform(-5, 5, [batch_size, num_samples, 2])
+    return x, slope * x[..., :1]
+
+
+def broken(rng, batch_size, num_samples):
+    return rng.uniform(size=[batch_size, num_samples]), None
+
+
+def failing(rng, batch_size, num_samples):
+    raise RuntimeError('my bug')
+'''
+
+
+def test_python_task_family_trains_and_tests(tmp_path, monkeypatch, capsys):
+    (tmp_path / 'my_tasks.py').write_text(LINES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(main, 'NUM_TEST_POINTS', 20)
+    config = Config(datasource='my_tasks:lines', update_batch_size=3, meta_batch_size=4, update_lr=0.01, norm='None',
+                    metatrain_iterations=2, seed=0, xla=False, logdir=str(tmp_path / 'logs'))
+    dg = generator(config)
+    assert (dg.dim_input, dg.dim_output) == (2, 1)
+    x, y, _, _ = dg.generate()
+    assert x.shape == (4, 6, 2) and y.shape == (4, 6, 1)
+    again = generator(config).generate()
+    assert np.array_equal(again[0], x)                          # seeded: the same tasks
+    assert '.py_my_tasks.lines-' in exp_string(config)
+    main.train(main.prepare(config), main.Intervals(summary=1, save=2, print=1, test_print=100))
+    rows = main.test(main.prepare(config.replace(train=False)))
+    assert len(rows) == 20 and len(rows[0]) == 1 + 10           # MSE before and after each of 10 steps
+    one_line_error(lambda: generator(config.replace(datasource='my_tasks:broken')),
+                   '--datasource=my_tasks:broken: the sampler returned shapes (1, 6) and (), not [1, 6, d_in] and '
+                   '[1, 6, d_out]')
+    one_line_error(lambda: generator(config.replace(datasource='my_tasks:failing')),
+                   '--datasource=my_tasks:failing: the sampler failed (RuntimeError: my bug)')
+    one_line_error(lambda: generator(config.replace(datasource='my_tasks:nope')), 'my_tasks has no function nope')
+    one_line_error(lambda: generator(config.replace(datasource='no_such_module_x:f')), 'cannot import no_such_module_x')
+    with pytest.raises(main.UsageError, match='classifies images'):
+        main.check_config(config.replace(method='protonet'))
