@@ -92,7 +92,8 @@ def num_samples_per_class(config):
 # ----------------------------------------------------------------------------------------------
 
 class DataGenerator:
-    """Sinusoid batches (numpy) or Omniglot / MiniImagenet meta-batches (tf.data)."""
+    """Sinusoid (or a user's Python task family) batches (numpy), or image meta-batches (tf.data) of Omniglot,
+    MiniImagenet or a user's folder / TFDS images."""
 
     def __init__(self, num_samples_per_class, batch_size, config, train_samples_per_class=None, run_dir=None):
         """num_samples_per_class: S of every pipeline; train_samples_per_class: S of the meta-train
@@ -536,8 +537,9 @@ class DataGenerator:
     @property
     def num_train_classes_total(self):
         """Classes of the non-episodic stream (the width of its one-hot labels): 4400 for Omniglot's
-        1100 meta-train characters x 4 rotations, 4800 with --protocol=reptile, 64 for MiniImagenet."""
-        if self.datasource == 'sinusoid':
+        1100 meta-train characters x 4 rotations, 4800 with --protocol=reptile, 64 for MiniImagenet, the
+        meta-train classes of a user's folder / TFDS data."""
+        if not hasattr(self, '_offsets'):
             raise DataError('make_class_batches() is for omniglot/miniimagenet')
         return self._class_examples()[3]
 
