@@ -158,6 +158,9 @@ def write_split_file(run_dir, split, extra):
         with os.fdopen(fd, 'w') as f:
             json.dump(dict(extra, **{s: list(split[s]) for s in SPLITS}), f, indent=1)
             f.write('\n')
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)   # as any file the run writes (mkstemp makes it private)
         os.replace(tmp, path)
         tmp = None
     finally:
