@@ -6,7 +6,9 @@ Defaults live here once; `main.py` reads them from `Config()` when defining its 
 """
 import dataclasses
 
-DATASOURCES = ('sinusoid', 'omniglot', 'miniimagenet')
+DATASOURCES = ('sinusoid', 'omniglot', 'miniimagenet', 'folder')
+# plus 'tfds:NAME' (a TensorFlow Datasets image-classification set) and 'MODULE:FUNCTION' (a Python task sampler):
+# see datasource_kind
 NORMS = ('batch_norm', 'layer_norm', 'None')
 BASELINES = (None, 'oracle')
 # --method: name -> 'module:Class' of the learner (all share main.py's train()/test(); see README "Architecture")
@@ -25,6 +27,39 @@ INNER_LOOP = ('maml', 'metasgd', 'anil')          # the learners the MAML++ swit
 DISTRIBUTE = ('none', 'mirrored', 'multi_worker')
 PRECISIONS = ('float32', 'bfloat16', 'float16')
 TEST_BN = ('running', 'episode')                  # --test_bn: batch norm at test time (metric learners, baselines)
+
+
+def _data_flag(default, help):
+    """A data-source field that main.py turns into a flag, for every method. Unlike a learner's _flag it does not
+    extend the experiment name by its value (a path would make folders): exp_string adds data_tag instead."""
+    return dataclasses.field(default=default, metadata={'help': help, 'methods': None, 'data': True})
+
+
+def datasource_kind(datasource):
+    """'sinusoid' | 'omniglot' | 'miniimagenet' | 'folder' | 'tfds' | 'python' (MODULE:FUNCTION), or None for a
+    value that names none of them."""
+    if datasource in DATASOURCES:
+        return datasource
+    if datasource.startswith('tfds:') and len(datasource) > 5:
+        return 'tfds'
+    module, sep, function = datasource.partition(':')
+    if sep and function.isidentifier() and all(p.isidentifier() for p in module.split('.')):
+        return 'python'
+    return None
+
+
+def regression(config):
+    """Whether the tasks are regression (MSE, fully connected net, main.py's sinusoid path): the sinusoid and a
+    user's Python task family (--datasource=MODULE:FUNCTION); the rest classify images."""
+    return datasource_kind(config.datasource) in ('sinusoid', 'python')
+
+
+def image_channels(config):
+    """Channels of the images the network sees: --channels when set (a user's data: main.py fills it from the
+    images), else 3 for MiniImagenet, 1 for Omniglot."""
+    if config.channels > 0:
+        return config.channels
+    return 3 if config.datasource == 'miniimagenet' else 1
 
 
 def _flag(default, help, methods=None):
@@ -67,6 +102,18 @@ class Config:
     num_query: int = -1                  # query examples per class; -1: the original's choice
     num_train_classes: int = -1          # Omniglot split sizes; -1: the original 1100 / 100 / rest
     num_val_classes: int = -1
+    # ---- a user's data (datasources/folder.py, tfds.py, python.py; docs/DATA.md "Your own data") ----
+    img_size: int = _data_flag(0, 'folder / tfds: resize every image to S x S; 0: keep the images\' size (all '
+                               'must have the same square size)')
+    channels: int = _data_flag(0, 'folder / tfds: 1 (grayscale) or 3 (RGB); 0: from the images (3 if any is in '
+                               'color)')
+    class_split: str = _data_flag('0.64,0.16,0.20', 'folder / tfds: train,val,test fractions of the classes, '
+                                  'shuffled with a fixed seed, when the data has no train/ val/ test/ sub-folders '
+                                  'and no --class_split_file')
+    class_split_file: str = _data_flag('', 'folder / tfds: a JSON file {"train": [class, ...], "val": [...], '
+                                       '"test": [...]} naming the classes of each split (e.g. CIFAR-FS over cifar100)')
+    tfds_data_dir: str = _data_flag('', '--datasource=tfds:NAME: the TensorFlow Datasets data_dir holding the '
+                                    'prepared NAME (default: TFDS\'s own, ~/tensorflow_datasets)')
     tf1_checkpoint: str = ''             # a checkpoint of the original TF1 code to test or train from
     export_tf1: str = ''                 # write the weights as a TF1 checkpoint here (a prefix) at the end
     # ---- scaling (issue 16; distribute.py): none of these changes the experiment name or the checkpoints ----
@@ -163,7 +210,7 @@ def learner_fields(config):
     not at their default: they name the experiment (see exp_string)."""
     default = Config()
     return [(f.name, getattr(config, f.name)) for f in dataclasses.fields(Config)
-            if 'help' in f.metadata and f.name not in ('method', 'protocol')
+            if 'help' in f.metadata and f.name not in ('method', 'protocol') and not f.metadata.get('data')
             and config.method in (f.metadata['methods'] or METHODS)
             and getattr(config, f.name) != getattr(default, f.name)
             and not (f.name == 'network' and config.network == 'default')]
@@ -175,6 +222,8 @@ def test_num_updates(config):
         return 5 if config.train else 10
     if config.datasource == 'miniimagenet':
         return 1 if config.train else 10
+    if datasource_kind(config.datasource) == 'python':   # a user's regression family: as the sinusoid
+        return 5 if config.train else 10
     return 10
 
 
@@ -211,7 +260,30 @@ def exp_string(config):
         s += '.protocol_' + config.protocol
     for name, value in learner_fields(config):
         s += '.' + name + ('' if value is True else str(value).replace(':', '-').replace('/', '-'))
-    return s
+    return s + data_tag(config)
+
+
+def data_tag(config):
+    """'' for the built-in data sources (their names are the original's); for a user's data '.folder_BASENAME-HASH',
+    '.tfds_NAME-HASH' or '.py_MODULE.FUNCTION-HASH', HASH the first 8 hex digits of a SHA-256 over the data's
+    absolute path and the data flags, so that two datasets (or two sizes of one) never share a run folder."""
+    import hashlib
+    import json
+    import os
+    kind = datasource_kind(config.datasource)
+    if kind not in ('folder', 'tfds', 'python'):
+        return ''
+    if kind == 'folder':
+        path = os.path.abspath(os.path.expanduser(config.data_dir or '.'))
+        name = 'folder_' + (os.path.basename(path.rstrip(os.sep)) or 'root')
+    elif kind == 'tfds':
+        path = os.path.abspath(os.path.expanduser(config.tfds_data_dir)) if config.tfds_data_dir else ''
+        name = 'tfds_' + config.datasource[5:].replace('/', '_').replace(':', '_')
+    else:
+        path, name = '', 'py_' + config.datasource.replace(':', '.')
+    split_file = os.path.abspath(os.path.expanduser(config.class_split_file)) if config.class_split_file else ''
+    blob = json.dumps([config.datasource, path, config.img_size, config.channels, config.class_split, split_file])
+    return '.' + name + '-' + hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
 def run_config(config):

@@ -248,7 +248,9 @@ def prepare(config, explicit=()):
     # examples per class (per task for sinusoid) as the original chose them: 2K, or K + 15 when
     # training on MiniImagenet; K + --num_query if given; the learner's own for meta-training where it differs
     data_generator = data_lib.DataGenerator(data_lib.num_samples_per_class(rc), rc.meta_batch_size, rc,
-                                            train_samples_per_class=learner_class(rc).train_samples_per_class(rc))
+                                            train_samples_per_class=learner_class(rc).train_samples_per_class(rc),
+                                            run_dir=exp_dir)
+    rc = data_lib.with_image_shape(rc, data_generator)   # a user's images: their size and channels
     with distribute_lib.scope(strategy):
         model = build_learner(rc, data_generator)
     distribute_lib.distribute_learner(model, strategy)
@@ -340,7 +342,7 @@ def test(experiment):
     source = e.restored_from or 'untrained weights'
     print(f'[maml-tf2] testing {source} on {num_tasks} {split} tasks (meta batch 1, '
           f'{config_lib.test_num_updates(rc)} inner steps where the method has them)', flush=True)
-    if rc.datasource == 'sinusoid':
+    if config_lib.regression(rc):
         e.data_generator.rng = np.random.RandomState(TEST_SEED)   # the original: np.random.seed(1)
     stream = batches.stream(e, train=False)
     metaval_accuracies = []

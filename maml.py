@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from infra import adam
 from infra import loop
+import config as config_lib
 from config import Config
 from utils import accuracy, conv_block, glorot_uniform, mse, normalize, random_normal, truncated_normal, xent
 
@@ -74,9 +75,9 @@ class MAML(tf.Module):
         self.test_num_updates = test_num_updates
         self.update_lr = config.update_lr
         self.dtype = dtype
-        self.classification = config.datasource in ('omniglot', 'miniimagenet')
+        self.classification = not config_lib.regression(config)
         if self.classification:
-            self.channels = 3 if config.datasource == 'miniimagenet' else 1
+            self.channels = config_lib.image_channels(config)
             self.img_size = int(np.sqrt(dim_input / self.channels))
         rng = tf.random.Generator.from_seed(config.seed) if config.seed >= 0 \
             else tf.random.Generator.from_non_deterministic_state()

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+import config as config_lib
 from infra.checkpoints import CHECKPOINT_STATE
 from infra.checks import TrainingDiverged
 
@@ -54,7 +55,7 @@ class Intervals:
 
     @classmethod
     def for_config(cls, config):
-        p = 1000 if config.datasource == 'sinusoid' else 100
+        p = 1000 if config_lib.regression(config) else 100
         return cls(summary=100, save=1000, print=p, test_print=5 * p)
 
 

@@ -5,6 +5,8 @@ import itertools
 
 import numpy as np
 
+import config as config_lib
+
 
 def _split(inputs, labels, rows_a):
     """(inputa, labela, inputb, labelb): the first `rows_a` rows of every task are a, the rest b."""
@@ -35,7 +37,7 @@ def stream(experiment, train):
     """
     dg, rc, model = experiment.data_generator, experiment.run_config, experiment.model
     shots = model.meta_train_shots(rc) if train else rc.update_batch_size
-    if rc.datasource == 'sinusoid':
+    if config_lib.regression(rc):
         return (sinusoid_batch(dg, rc) for _ in itertools.count())
     if train and not model.trains_on_tasks:   # e.g. the fine-tuning baselines pre-train on mini-batches
         return iter(dg.make_class_batches(rc.batch_size))

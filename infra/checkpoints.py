@@ -75,7 +75,7 @@ def regime(config):
                 'pretrain+metatrain' if rc.pretrain_iterations else 'metatrain')
     values = {name: getattr(config, name) for name in REGIME_FIELDS if name != 'training'}
     values['training'] = training
-    if config.datasource == 'sinusoid':
+    if config_lib.regression(config):
         values['conv'] = None
     values.update(config_lib.learner_fields(config))
     return values

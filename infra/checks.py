@@ -42,9 +42,10 @@ def check_config(config, explicit=()):
     why = networks.problem(c)
     if why:
         raise UsageError(why)
-    if c.datasource not in config_lib.DATASOURCES:
-        raise UsageError(f'unknown --datasource={c.datasource!r}; use sinusoid, omniglot or miniimagenet')
-    if c.method not in ('reptile',) + config_lib.INNER_LOOP and c.datasource == 'sinusoid':
+    if config_lib.datasource_kind(c.datasource) is None:
+        raise UsageError(f'unknown --datasource={c.datasource!r}; use sinusoid, omniglot, miniimagenet, folder or '
+                         f'tfds:NAME')
+    if c.method not in ('reptile',) + config_lib.INNER_LOOP and config_lib.regression(c):
         raise UsageError(f'--method={c.method} classifies images; use --datasource=omniglot or miniimagenet')
     if c.protocol == 'reptile' and (c.method != 'reptile' or c.datasource != 'omniglot'):
         raise UsageError('--protocol=reptile is openai/supervised-reptile\'s Omniglot set-up; use it with '

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from infra import adam
 from infra import loop
+import config as config_lib
 from config import TEST_BN, Config
 from maml import MetaOutput
 from utils import accuracy, conv2d_per_task, max_pool_2x2, moments_tf10, normalize
@@ -130,7 +131,7 @@ class Conv4Learner(tf.Module):
         self.config, self.dtype = config, dtype
         self.dim_input, self.dim_output = dim_input, dim_output
         self.classification = True
-        self.channels = 3 if config.datasource == 'miniimagenet' else 1
+        self.channels = config_lib.image_channels(config)
         self.img_size = int(round(np.sqrt(dim_input / self.channels)))
         self.dim_hidden = config.num_filters
         rng = tf.random.Generator.from_seed(config.seed) if config.seed >= 0 \
@@ -200,7 +201,7 @@ class MetricLearner(Conv4Learner):
     @staticmethod
     def train_samples_per_class(config):
         """K + 5 (Omniglot) or K + 15 (MiniImagenet) query examples, as the references train, or K + --num_query."""
-        query = config.num_query if config.num_query > 0 else METRIC_TRAIN_QUERY[config.datasource]
+        query = config.num_query if config.num_query > 0 else METRIC_TRAIN_QUERY.get(config.datasource, 5)
         return config.update_batch_size + query
 
     def __init__(self, dim_input, dim_output, test_num_updates=0, config=Config(), dtype=tf.float32):

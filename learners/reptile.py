@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from infra import adam
 from infra import loop
+import config as config_lib
 from config import Config
 from maml import MAML, MetaOutput
 from utils import glorot_uniform
@@ -145,7 +146,7 @@ class Reptile(tf.Module):
         self.dim_input, self.dim_output = dim_input, dim_output
         self.test_num_updates = test_num_updates
         self.dtype = dtype
-        self.classification = config.datasource in ('omniglot', 'miniimagenet')
+        self.classification = not config_lib.regression(config)
         self.train_shots = config.train_shots if config.train_shots > 0 else config.update_batch_size
         if config.protocol == 'reptile':
             if config.datasource not in REPTILE_NETWORKS:

@@ -15,6 +15,8 @@ import importlib
 import os
 import sys
 
+import config as config_lib
+
 DEFAULT = ('', 'default')
 BUILTIN = ('conv4', 'fc', 'resnet12', 'resnet12_gap')
 IMAGE_ONLY = ('conv4', 'resnet12', 'resnet12_gap')
@@ -86,8 +88,8 @@ def problem(config):
         why = _module_problem(name)
         if why:
             return why
-    if name in IMAGE_ONLY and config.datasource == 'sinusoid':
-        return f'--network={name} is a convolutional network for images; use --network=fc for the sinusoid'
+    if name in IMAGE_ONLY and config_lib.regression(config):
+        return f'--network={name} is a convolutional network for images; use --network=fc for regression tasks'
     if config.protocol == 'reptile':
         return ('--protocol=reptile runs openai/supervised-reptile\'s own network; drop --network or use '
                 '--protocol=maml')
@@ -101,11 +103,11 @@ def problem(config):
 
 
 def input_shape(config, dim_input):
-    """One example's shape as the network sees it: (dim_input,) for the sinusoid, (H, W, C) for images (square,
-    C = 3 for MiniImagenet, else 1: the flattened rows the data generator yields)."""
-    if config.datasource == 'sinusoid':
+    """One example's shape as the network sees it: (dim_input,) for regression tasks, (H, W, C) for images (square,
+    C = config.image_channels: the flattened rows the data generator yields)."""
+    if config_lib.regression(config):
         return (dim_input,)
-    channels = 3 if config.datasource == 'miniimagenet' else 1
+    channels = config_lib.image_channels(config)
     size = int(round((dim_input / channels) ** 0.5))
     return (size, size, channels)
 
@@ -132,7 +134,7 @@ def build(config, dim_input, num_outputs):
     """The KerasNetwork of `config.network` for inputs of `dim_input` flattened values and `num_outputs` outputs
     (None: the embedding / backbone of the metric learners and baselines). Raises ValueError (one line)."""
     from networks import keras_net
-    f = function(config, classification=config.datasource != 'sinusoid')
+    f = function(config, classification=not config_lib.regression(config))
     shape = input_shape(config, dim_input)
     model = keras_net.build_model(f, shape, num_outputs, config.seed)
     net = keras_net.KerasNetwork(model, shape)
