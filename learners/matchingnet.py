@@ -17,9 +17,9 @@ The similarity c (--distance):
 """
 import tensorflow as tf
 
+from infra import checks
 from learners.protonet import MetricLearner, squared_distances
 
-DISTANCES = ('l2', 'cosine')
 SCALE = 'cosine_scale'      # the learned scale's name in `weights` (and checkpoints)
 
 
@@ -46,14 +46,10 @@ def attention_logits(similarities, labels):
 
 def check_settings(config):
     """Raises ValueError (one line, how to fix) for --distance / --cosine_scale / --learn_cosine_scale
-    values that cannot be meant."""
-    if config.distance not in DISTANCES:
-        raise ValueError(f'unknown --distance={config.distance!r}; use l2 or cosine')
-    if config.distance == 'l2' and (config.cosine_scale != 1.0 or config.learn_cosine_scale):
-        raise ValueError('--cosine_scale and --learn_cosine_scale scale a cosine; add --distance=cosine or drop them')
-    if not config.cosine_scale > 0:
-        raise ValueError(f'--cosine_scale={config.cosine_scale} must be > 0; pass e.g. 1 (Vinyals) or 100 '
-                         f'(CloserLookFewShot)')
+    values that cannot be meant (infra.checks.matchingnet_error, which main.py reports before building)."""
+    error = checks.matchingnet_error(config)
+    if error:
+        raise ValueError(error)
 
 
 class MatchingNet(MetricLearner):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import main
+from infra import checkpoints, checks
 from config import Config
 from learners.matchingnet import MatchingNet, attention_logits, check_settings, cosine_similarities, similarities
 from learners.protonet import embed, init_conv4
@@ -146,6 +146,9 @@ def test_final_relu_false_leaves_out_the_last_relu_only():
 def test_settings_that_cannot_be_meant_are_refused(flags, message):
     with pytest.raises(ValueError, match=message):
         check_settings(Config(method='matchingnet', **flags))
+    with pytest.raises(checks.UsageError, match=message):          # main.py: before TensorFlow is imported
+        checks.check_config(Config(method='matchingnet', datasource='omniglot', **flags))
+    checks.check_config(Config(method='protonet', datasource='omniglot'))
 
 
 # ---------------------------------------------------------------- checkpoints of the old default
@@ -156,18 +159,18 @@ OLD_REGIME = {'method': 'matchingnet', 'protocol': 'maml', 'baseline': None, 'da
 
 def test_the_regime_records_the_distance_at_any_value():
     c = Config(datasource='omniglot', method='matchingnet')
-    assert main.regime(c) == dict(OLD_REGIME, distance='l2')
-    assert main.regime(c.replace(distance='cosine'))['distance'] == 'cosine'
-    assert 'distance' not in main.regime(c.replace(method='protonet'))
-    assert main.regime_differences(OLD_REGIME, main.regime(c)) == [('distance', 'cosine', 'l2')]
-    assert main.regime_differences(OLD_REGIME, main.regime(c.replace(distance='cosine'))) == []
+    assert checkpoints.regime(c) == dict(OLD_REGIME, distance='l2')
+    assert checkpoints.regime(c.replace(distance='cosine'))['distance'] == 'cosine'
+    assert 'distance' not in checkpoints.regime(c.replace(method='protonet'))
+    assert checkpoints.regime_differences(OLD_REGIME, checkpoints.regime(c)) == [('distance', 'cosine', 'l2')]
+    assert checkpoints.regime_differences(OLD_REGIME, checkpoints.regime(c.replace(distance='cosine'))) == []
 
 
 @pytest.mark.parametrize('purpose,explicit', [('resume', None), ('test', ()), ('test', ('method', 'train')),
                                               ('overwrite', None)])
 def test_an_old_cosine_checkpoint_is_refused_under_the_new_default(monkeypatch, purpose, explicit):
-    monkeypatch.setattr(main, 'read_record', lambda prefix: {'regime': OLD_REGIME, 'config': {}})
+    monkeypatch.setattr(checkpoints, 'read_record', lambda prefix: {'regime': OLD_REGIME, 'config': {}})
     c = Config(datasource='omniglot', method='matchingnet', train=purpose != 'test', logdir='logs')
-    with pytest.raises(main.UsageError, match='trained with distance=cosine, .* distance=l2'):
-        main.check_regime(c, 'logs/x/model20000', purpose, explicit)
-    assert main.check_regime(c.replace(distance='cosine'), 'logs/x/model20000', purpose, explicit) is not None
+    with pytest.raises(checks.UsageError, match='trained with distance=cosine, .* distance=l2'):
+        checkpoints.check_regime(c, 'logs/x/model20000', purpose, explicit)
+    assert checkpoints.check_regime(c.replace(distance='cosine'), 'logs/x/model20000', purpose, explicit) is not None
