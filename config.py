@@ -62,10 +62,18 @@ def image_channels(config):
     return 3 if config.datasource == 'miniimagenet' else 1
 
 
-def _flag(default, help, methods=None):
+_NEW = object()
+
+
+def _flag(default, help, methods=None, before=_NEW):
     """A field that main.py turns into a flag (`help` is its help text). `methods`: the --method values it
-    means something to (None: all); setting it explicitly for another method is a usage error."""
-    return dataclasses.field(default=default, metadata={'help': help, 'methods': methods})
+    means something to (None: all); setting it explicitly for another method is a usage error. `before`: for a
+    flag added with a default other than what its learner did until then, that earlier behaviour's value (the
+    value of every checkpoint whose record lacks the field; see recorded_fields)."""
+    metadata = {'help': help, 'methods': methods}
+    if before is not _NEW:
+        metadata['before'] = before
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +178,17 @@ class Config:
     lr_decay_every: int = _flag(2000, 'halve the Adam learning rate every this many meta-iterations (episodes '
                                 'with --meta_batch_size=1, as the reference); 0: never', ('protonet', 'matchingnet'))
     fce: bool = _flag(False, 'Matching Networks: full-context embeddings', ('matchingnet',))
+    distance: str = _flag('l2', 'Matching Networks: the attention\'s similarity: l2 (minus the squared Euclidean '
+                          'distance, as oscarknagg/few-shot) or cosine (Vinyals et al., times --cosine_scale); '
+                          'cosine was the only one, and the default, before 2026-12-07', ('matchingnet',),
+                          before='cosine')
+    cosine_scale: float = _flag(1.0, 'Matching Networks with --distance=cosine: the cosine times this (1: Vinyals\' '
+                                'plain cosine; CloserLookFewShot: 100); with --learn_cosine_scale its initial value',
+                                ('matchingnet',))
+    learn_cosine_scale: bool = _flag(False, 'Matching Networks with --distance=cosine: train the scale with the '
+                                     'embedding (Adam, the same learning rate)', ('matchingnet',))
+    final_relu: bool = _flag(True, 'Matching Networks: keep the ReLU of the embedding\'s last block (features >= 0, '
+                             'so a cosine lies in [0, 1]); False leaves it out', ('matchingnet',))
     test_bn: str = _flag('running', 'batch norm at test time: running (the references\' model.eval(): running '
                          'averages of the training batches) or episode (each episode\'s own statistics)',
                          ('protonet', 'matchingnet', 'baseline', 'baseline_pp'))
@@ -214,6 +233,23 @@ def learner_fields(config):
             and config.method in (f.metadata['methods'] or METHODS)
             and getattr(config, f.name) != getattr(default, f.name)
             and not (f.name == 'network' and config.network == 'default')]
+
+
+def recorded_fields(config):
+    """[(name, value)] of the config's method's fields that have a `before` value (a default that changed what
+    the learner does): a checkpoint's regime records them at any value, so that one written before they existed,
+    whose regime lacks them, is compared as trained with their `before` values (main.regime_differences)."""
+    return [(f.name, getattr(config, f.name)) for f in dataclasses.fields(Config)
+            if 'before' in f.metadata and config.method in (f.metadata['methods'] or METHODS)]
+
+
+def value_before(name):
+    """The value of field `name` in a checkpoint record written before the field existed: its `before`, else its
+    default (None for a name that is no field)."""
+    field = {f.name: f for f in dataclasses.fields(Config)}.get(name)
+    if field is None:
+        return None
+    return field.metadata['before'] if 'before' in field.metadata else field.default
 
 
 def test_num_updates(config):

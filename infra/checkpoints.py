@@ -78,17 +78,17 @@ def regime(config):
     if config_lib.regression(config):
         values['conv'] = None
     values.update(config_lib.learner_fields(config))
+    values.update(config_lib.recorded_fields(config))    # at any value: a default that changed (config.py)
     return values
 
 
 def regime_differences(stored, current):
-    """[(field, stored value, current value)] where two regime() dicts differ (a missing learner field is
-    at its default)."""
+    """[(field, stored value, current value)] where two regime() dicts differ (a learner field missing from
+    `current` is at its default; from `stored`, at its value before the field existed, config.value_before)."""
     default = Config()
     out = []
     for name in list(current) + [n for n in stored if n not in current]:
-        fallback = getattr(default, name, None)
-        a, b = stored.get(name, fallback), current.get(name, fallback)
+        a, b = stored.get(name, config_lib.value_before(name)), current.get(name, getattr(default, name, None))
         if a != b:
             out.append((name, a, b))
     return out
@@ -124,7 +124,8 @@ def check_regime(config, prefix, purpose, explicit=None):
         return None
     diff = regime_differences(record.get('regime', {}), regime(config))
     if explicit is not None:
-        diff = [d for d in diff if set(regime_flags(d[0])) & set(explicit)]
+        diff = [d for d in diff if set(regime_flags(d[0])) & set(explicit)
+                or d[0] in dict(config_lib.recorded_fields(config))]    # a changed default: never "as stored"
     if not diff:
         return record
     was = ', '.join(f'{n}={a}' for n, a, _ in diff)

@@ -23,6 +23,18 @@ class TrainingDiverged(UsageError):
     status = EXIT_DIVERGED
 
 
+def matchingnet_error(c):
+    """The one-line error for --distance / --cosine_scale / --learn_cosine_scale values that cannot be meant,
+    or None (learners.matchingnet raises it as a ValueError too)."""
+    if c.distance not in ('l2', 'cosine'):
+        return f'unknown --distance={c.distance!r}; use l2 or cosine'
+    if c.distance == 'l2' and (c.cosine_scale != 1.0 or c.learn_cosine_scale):
+        return '--cosine_scale and --learn_cosine_scale scale a cosine; add --distance=cosine or drop them'
+    if not c.cosine_scale > 0:
+        return f'--cosine_scale={c.cosine_scale} must be > 0; pass e.g. 1 (Vinyals) or 100 (CloserLookFewShot)'
+    return None
+
+
 def check_config(config, explicit=()):
     """Raises UsageError for the first flag value the original could not run with, or that makes no sense.
 
@@ -53,6 +65,8 @@ def check_config(config, explicit=()):
     if c.fce:
         raise UsageError('--fce: full-context embeddings are not implemented; drop --fce (Matching Networks '
                          'without FCE, as the ProtoNets paper\'s comparison)')
+    if c.method == 'matchingnet' and matchingnet_error(c):
+        raise UsageError(matchingnet_error(c))
     for name, low in (('first_order_epochs', -1), ('multi_step_loss_epochs', 1), ('iterations_per_epoch', 1),
                       ('inner_iters', 1), ('inner_batch', 1), ('eval_iters', 0), ('eval_batch', 1),
                       ('eval_samples', 1), ('batch_size', 1), ('finetune_epochs', 0), ('finetune_batch', 1),

@@ -78,17 +78,19 @@ def init_conv4(rng, channels, filters, norm, scheme='torch'):
     return weights
 
 
-def embed(images, weights, norm, img_size, channels, running=None):
+def embed(images, weights, norm, img_size, channels, running=None, final_relu=True):
     """The Conv-4 embedding of flattened images [B, rows, H*W*C] (row-major H, W, C) with per-task weights [B, ...].
 
     Returns (features [B, rows, D], statistics): batch norm normalises each task's rows with their own batch
     statistics, returned as [(mean [B, F], biased variance [B, F], count)] per layer, or, given `running`
     [(mean [F], variance [F])] per layer, with those (statistics then []). layer_norm / 'None' as MAML's.
+    `final_relu=False` leaves out the last block's ReLU (features of either sign; Matching Networks' --final_relu).
     """
     b, rows = images.shape[0], images.shape[1]
     h = tf.reshape(images, [b, rows, img_size, img_size, channels])
     stats = []
     for i in range(4):
+        activation = tf.nn.relu if final_relu or i < 3 else tf.identity
         h = conv2d_per_task(h, weights[f'conv{i + 1}'], 1) + weights[f'b{i + 1}'][:, None, None, None, :]
         if norm == 'batch_norm':
             if running is None:
@@ -97,10 +99,10 @@ def embed(images, weights, norm, img_size, channels, running=None):
             else:
                 mean, var = running[i]
             scale = weights[f'{i}/gamma'][:, None, None, None, :] * tf.math.rsqrt(var + BN_EPSILON)
-            h = tf.nn.relu((h - mean) * scale + weights[f'{i}/beta'][:, None, None, None, :])
+            h = activation((h - mean) * scale + weights[f'{i}/beta'][:, None, None, None, :])
         else:
             h = normalize(h, norm, {p: weights[f'{i}/{p}'] for p in ('beta', 'gamma') if f'{i}/{p}' in weights},
-                          tf.nn.relu, feature_rank=3)
+                          activation, feature_rank=3)
         h = max_pool_2x2(h)
     return tf.reshape(h, [b, rows, int(np.prod(h.shape[2:]))]), stats
 
@@ -123,6 +125,7 @@ class Conv4Learner(tf.Module):
     summary_updates = staticmethod(lambda config: None)
     meta_train_shots = staticmethod(lambda config: config.update_batch_size)
     train_samples_per_class = staticmethod(lambda config: None)
+    final_relu = True      # the last block's ReLU (MatchingNet: --final_relu)
 
     def __init__(self, dim_input, dim_output, test_num_updates=0, config=Config(), dtype=tf.float32):
         super().__init__(name='model')
@@ -147,6 +150,7 @@ class Conv4Learner(tf.Module):
         with tf.name_scope('model'):
             self.weights = {k: tf.Variable(tf.cast(v, dtype), name=k) for k, v in
                             init_conv4(rng, self.channels, self.dim_hidden, config.norm, self.init_scheme).items()}
+            self.weights.update({k: tf.Variable(tf.cast(v, dtype), name=k) for k, v in self.metric_weights().items()})
             self.running = {}
             if config.norm == 'batch_norm':
                 for i in range(4):
@@ -158,6 +162,10 @@ class Conv4Learner(tf.Module):
     def embedding_size(self):
         """D, the width of `embed`'s features."""
         return feature_size(self.img_size, self.dim_hidden)
+
+    def metric_weights(self):
+        """{name: initial value} of the metric's own trained weights beside the embedding's (none here)."""
+        return {}
 
     def _compiled(self, name, fn):
         if name not in self._functions:
@@ -176,7 +184,7 @@ class Conv4Learner(tf.Module):
         running = None if training or self.config.test_bn == 'episode' or not self.running \
             else self._running_stats()
         return embed(images, self._task_weights(self.weights, int(images.shape[0])), self.config.norm,
-                     self.img_size, self.channels, running)
+                     self.img_size, self.channels, running, self.final_relu)
 
     def update_running(self, stats):
         """Moves the running averages towards the batch statistics (torch: x <- 0.9 x + 0.1 batch, the variance
