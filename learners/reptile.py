@@ -181,9 +181,17 @@ class Reptile(tf.Module):
         if self.net is None:
             return reptile_forward(inp, self.weights if weights is None else weights, self.config.datasource)
         groups = inp.shape[0]
-        weights = self.net.weights if weights is None else {k: weights[k] for k in self.net.weights}
-        return self.net.forward(inp, {k: tf.broadcast_to(v, [groups] + v.shape.as_list())
-                                      for k, v in weights.items()})
+        if weights is None:
+            return self.net.forward(inp, {k: tf.broadcast_to(v, [groups] + v.shape.as_list())
+                                          for k, v in self.net.weights.items()})
+        # MAML's network reads its normalisation parameters from `norm_weights`: those of `weights` for this call
+        norm_weights = self.net.norm_weights
+        self.net.__dict__['norm_weights'] = {k: weights[k] for k in norm_weights}
+        try:
+            return self.net.forward(inp, {k: tf.broadcast_to(weights[k], [groups] + weights[k].shape.as_list())
+                                          for k in self.net.weights})
+        finally:
+            self.net.__dict__['norm_weights'] = norm_weights
 
     def example_losses(self, outputs, labels):
         """Per-example losses [..., n]: sparse softmax cross-entropy (labels int [..., n]) or squared error
