@@ -460,7 +460,7 @@ METRIC = dict(datasource='omniglot', norm='batch_norm', num_filters=4, num_class
               num_query=3, meta_batch_size=1, seed=0)
 
 
-@pytest.mark.parametrize('method', ['protonet', 'matchingnet'])
+@pytest.mark.parametrize('method', ['protonet', pytest.param('matchingnet', marks=pytest.mark.slow)])
 def test_mirrored_splits_query_rows(method):
     """ProtoNets / Matching Nets, 3-way 1-shot, 9 query rows split 4 / 5 over 2 replicas, support on both, batch
     norm over the whole episode: the losses, weights and running statistics after 3 Adam updates equal one
@@ -468,6 +468,7 @@ def test_mirrored_splits_query_rows(method):
     _run_split_child(dict(METRIC, method=method))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('method', ['baseline', 'baseline_pp'])
 def test_mirrored_splits_pretraining_rows(method):
     """The baselines' pre-training, 7 rows split 3 / 4 over 2 replicas, batch norm over the whole mini-batch:
@@ -476,6 +477,7 @@ def test_mirrored_splits_pretraining_rows(method):
                           seed=0, method=method))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('extra', [dict(datasource='sinusoid', norm='None', num_classes=1, update_batch_size=6),
                                    dict(datasource='omniglot', norm='batch_norm', num_filters=4, num_classes=3,
                                         update_batch_size=2)])
