@@ -7,6 +7,12 @@ meta-updates (rtol 1e-5). Batch norm removes the effect of the biases before it 
 true meta-gradient is 0 and what is computed is rounding noise, which Adam's first steps turn into +-meta_lr
 moves of either sign; for those the child checks that the gradient is noise (<= 1e-5 of the largest kernel
 gradient) and the weights stay within the Adam steps taken (as scripts/golden_check.py treats them).
+
+The learners that split otherwise (issue 26: ProtoNets / Matching Nets' query rows, the baselines' pre-training
+rows, Reptile --inner_sgd's tasks) run SPLIT_CHILD: the learner built twice from one seed, one device and
+replicated (2 logical CPUs, or 2 worker processes of a TF_CONFIG cluster), fed the same batches; the first
+gradient, the losses and the weights, head and batch-norm running averages after 3 updates agree (rtol 1e-5),
+entries whose true gradient is 0 within the Adam steps taken.
 """
 import json
 import os
