@@ -139,7 +139,8 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_integer('cpu_devices', d.cpu_devices, 'split the CPU into this many logical devices (before '
                          'TensorFlow starts), e.g. to run --distribute=mirrored without a GPU', **f)
     flags.DEFINE_string('distribute', d.distribute, 'none: one device (as always); mirrored: every meta-batch\'s '
-                        'tasks split over the local GPUs (or --cpu_devices), meta-gradient all-reduced once per '
+                        'tasks (protonet / matchingnet: each episode\'s query rows; baselines: each mini-batch\'s '
+                        'rows) split over the local GPUs (or --cpu_devices), gradient all-reduced once per '
                         'meta-iteration (tf.distribute.MirroredStrategy); multi_worker: the same over the processes '
                         'of TF_CONFIG on one or several machines (MultiWorkerMirroredStrategy; the chief alone writes '
                         'into --logdir)', **f)

@@ -18,6 +18,26 @@
 So the weights after N meta-iterations equal the single-device ones up to summation order (tests/test_distribute.py:
 rtol 1e-5). Evaluation (the summaries, validation, `--train=False`) runs on the first device, as without it.
 
+The other learners split what their batch is (issue 26), with the same global batch, seed and update:
+
+* reptile (`--inner_sgd`): its meta-batch of tasks, contiguous shares as above; each replica adapts its tasks from
+  the same weights (`Reptile.sgd_step`), the sum of their adapted weights (and their inner losses) is
+  all-reduced, and the outer step theta + epsilon (mean - theta) runs once, in cross-replica context. With its
+  default inner Adam the tasks cannot be split: each task starts from the Adam state (second moments, step
+  count) the previous task left, so task t depends on tasks 0..t-1 (`unsupported` says so in one line).
+* protonet / matchingnet: the query rows of every episode (replica r: rows r*Q//R .. (r+1)*Q//R - 1, uneven
+  when R does not divide Q), every replica embedding the whole support set (the prototypes, the attention's
+  keys) beside its queries; each replica's loss is its queries' cross-entropy summed / (B * Q), so the sum over
+  the replicas is the single device's mean; the gradients are all-reduced and Adam runs once.
+* baseline / baseline_pp: the rows of each pre-training mini-batch, the same way (loss summed / batch).
+
+Batch norm over a split batch keeps the single device's statistics (`synced_moments`): each layer's moments are
+those of all the replicas' rows together (two all-reduces per layer; the support set, computed on every
+replica, counted once), and their gradient is all-reduced too (tf.distribute's all_reduce is differentiable),
+so every replica's loss reaches the statistics of the others' rows as on one device. The running averages move
+once, from those statistics. These steps run as plain tf.functions (the all-reduces sit inside the forward
+pass, which XLA cannot hold); evaluation stays on the first device, compiled as before.
+
 `--distribute=multi_worker` is the same learner path over processes (on one or several machines) with
 `tf.distribute.MultiWorkerMirroredStrategy`, configured by the standard `TF_CONFIG` environment variable: the
 replica ids above are global (worker w's local replica l is w * L + l), every worker reads the same seeded data
@@ -158,22 +178,39 @@ def start_multi_worker():
     return _multi_worker
 
 
+SPLITS_TASKS = ('maml', 'metasgd', 'anil', 'reptile')    # the learners whose meta-batch of tasks is split
+SPLITS_QUERIES = ('protonet', 'matchingnet')               # each episode's query rows
+SPLITS_ROWS = ('baseline', 'baseline_pp')                  # each pre-training mini-batch's rows
+
+
 def make_strategy(config):
     """The tf.distribute strategy of `config.distribute` ('mirrored': MirroredStrategy over `local_devices()`;
-    'multi_worker': `start_multi_worker()`), or None for 'none'. Raises Error when the meta-batch does not split
-    evenly over the replicas."""
+    'multi_worker': `start_multi_worker()`), or None for 'none'. Raises Error when the batch does not split
+    over the replicas (`check_split`)."""
     if config.distribute == 'none':
         return None
     if config.distribute == 'multi_worker':
         strategy = start_multi_worker()
-        check_divisible(config.meta_batch_size, strategy.num_replicas_in_sync)
-        return strategy
-    import tensorflow as tf
-    devices = local_devices()
-    cross = tf.distribute.ReductionToOneDevice() if 'GPU' not in devices[0].upper() else None
-    strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=cross)
-    check_divisible(config.meta_batch_size, strategy.num_replicas_in_sync)
+    else:
+        import tensorflow as tf
+        devices = local_devices()
+        cross = tf.distribute.ReductionToOneDevice() if 'GPU' not in devices[0].upper() else None
+        strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=cross)
+    check_split(config, strategy.num_replicas_in_sync)
     return strategy
+
+
+def check_split(config, replicas):
+    """Raises Error when `config`'s training batch does not split over `replicas`: the meta-batch of a learner
+    that splits tasks must be a multiple of them (equal shares, as MAML's); a row split needs at least one row
+    per replica (the mini-batch of the baselines; the query rows of the metric learners are checked when the
+    step sees them)."""
+    if config.method in SPLITS_ROWS:
+        if config.batch_size < replicas:
+            raise Error(f'--batch_size={config.batch_size} does not split over {replicas} replicas; pass at least '
+                        f'{replicas} (one row per replica; the global mini-batch is the same whatever the replicas)')
+    elif config.method not in SPLITS_QUERIES:
+        check_divisible(config.meta_batch_size, replicas)
 
 
 def all_workers_range(strategy, value):
@@ -182,6 +219,163 @@ def all_workers_range(strategy, value):
     import tensorflow as tf
     values = strategy.gather(strategy.run(lambda: tf.constant([value], tf.int64)), axis=0)
     return int(tf.reduce_min(values)), int(tf.reduce_max(values))
+
+
+def check_rows(rows, replicas, what):
+    """Raises Error when `rows` rows cannot give every one of `replicas` replicas at least one."""
+    if rows < replicas:
+        raise Error(f'{rows} {what} do not split over {replicas} replicas; use at least {replicas} (e.g. more '
+                    f'query examples per class, --num_query) or fewer replicas')
+
+
+def row_share(rows, replicas, replica_id):
+    """Replica `replica_id`'s contiguous share of `rows` rows, a slice: rows*r//R .. rows*(r+1)//R - 1 (shares
+    differ by at most one row when R does not divide `rows`)."""
+    return slice(rows * replica_id // replicas, rows * (replica_id + 1) // replicas)
+
+
+def replica_id(context):
+    """The global id (a Python int) of the replica whose `context` (tf.distribute.ReplicaContext) runs: its
+    share of a batch is chosen while tracing, so that uneven shares have static shapes."""
+    import tensorflow as tf
+    rid = tf.get_static_value(context.replica_id_in_sync_group)
+    if rid is None:
+        raise Error('the replica id is not known while tracing; this strategy cannot split rows')
+    return int(rid)
+
+
+def synced_moments(counted, rows):
+    """A `moments` for learners.protonet.embed on one replica: each task's mean and biased variance over the
+    rows of every replica together, as one device takes them over the whole batch (utils.moments_tf10: shifted
+    by the mean, variance E[(x-s)^2] - E[x-s]^2, whose second term keeps the -2/n^2 Hessian term).
+
+    `counted`: per row of this replica's maps, 1.0 if this replica counts it, 0.0 for a copy of a row another
+    replica counts (ProtoNets' support set on replicas > 0); `rows`: the rows of the whole batch. Returns a
+    function h [B, rows_here, H, W, F] -> (mean, variance [B, 1, 1, 1, F], count rows*H*W). Two all-reduces per
+    call: the sums for the shift (no gradient, as moments_tf10's stop-gradient shift) and the shifted first and
+    second moments, whose gradient tf.distribute all-reduces in turn, so each replica's loss reaches the rows
+    of the others through the statistics."""
+    import tensorflow as tf
+
+    def moments(h):
+        context = tf.distribute.get_replica_context()
+        weight = tf.reshape(tf.constant(counted, h.dtype), [1, -1, 1, 1, 1])
+        count = rows * h.shape[2] * h.shape[3]
+        divisor = tf.constant(1.0 / count, h.dtype)
+        axes = [1, 2, 3]
+        total = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                   tf.stop_gradient(tf.reduce_sum(h * weight, axes, keepdims=True)))
+        shift = tf.stop_gradient(total * divisor)
+        shifted = h - shift
+        first, second = context.all_reduce(tf.distribute.ReduceOp.SUM, [
+            tf.reduce_sum(shifted * weight, axes, keepdims=True),
+            tf.reduce_sum(tf.square(shifted) * weight, axes, keepdims=True)])
+        shifted_mean = first * divisor
+        return shifted_mean + shift, second * divisor - tf.square(shifted_mean), count
+    return moments
+
+
+def _first(strategy, values):
+    """Replica 0's component of every (all-reduced, so equal) per-replica value in the structure `values`."""
+    import tensorflow as tf
+    return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], values)
+
+
+def _row_split_gradients(strategy, variables, share_loss, rows, support=0):
+    """The gradient function of a row-split learner: `share_loss(rows slice, moments) -> (loss, stats)` runs on
+    every replica with its share of `rows` rows (plus `support` rows every replica embeds and the first counts),
+    its gradient for `variables` (a dict, read in replica context) and loss are all-reduced (SUM), and replica
+    0's results come back: (loss, {name: gradient}, batch statistics [(mean, variance, count)] per layer)."""
+    import tensorflow as tf
+    replicas = strategy.num_replicas_in_sync
+    counts = []
+
+    def replica_fn():
+        context = tf.distribute.get_replica_context()
+        rid = replica_id(context)
+        share = row_share(rows, replicas, rid)
+        counted = [float(rid == 0)] * support + [1.0] * (share.stop - share.start)
+        with tf.GradientTape() as tape:
+            loss, stats = share_loss(share, synced_moments(counted, support + rows))
+        grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        counts[:] = [n for _, _, n in stats]
+        loss, grads = context.all_reduce(tf.distribute.ReduceOp.SUM, (loss, grads))
+        return loss, grads, [(m, v) for m, v, _ in stats]
+
+    loss, grads, stats = _first(strategy, strategy.run(replica_fn))
+    return loss, grads, [(m, v, n) for (m, v), n in zip(stats, counts)]
+
+
+def _distribute_metric_learner(model, strategy):
+    """protonet / matchingnet: `gradients` with each episode's query rows split over the replicas."""
+    def gradients(inputa, labela, inputb, labelb):
+        queries = int(inputb.shape[1])
+        check_rows(queries, strategy.num_replicas_in_sync, 'query rows per episode')
+
+        def share_loss(rows, moments):
+            return model.query_share_loss(inputa, labela, inputb, labelb, rows, moments)
+        return _row_split_gradients(strategy, model.weights, share_loss, queries, support=int(inputa.shape[1]))
+    model.gradients = gradients
+
+
+def _distribute_baseline(model, strategy):
+    """baseline / baseline_pp: `pretrain_gradients` with the mini-batch's rows split over the replicas."""
+    def pretrain_gradients(images, labels):
+        rows = int(images.shape[0])
+        check_rows(rows, strategy.num_replicas_in_sync, 'rows of the mini-batch (--batch_size)')
+
+        def share_loss(share, moments):
+            return model.row_share_loss(images, labels, share, moments)
+        return _row_split_gradients(strategy, model.train_variables, share_loss, rows)
+    model.pretrain_gradients = pretrain_gradients
+
+
+def _distribute_reptile(model, strategy):
+    """reptile (--inner_sgd): `train_on_batches` with the tasks split over the replicas (see the module)."""
+    import tensorflow as tf
+    from learners import reptile
+    replicas = strategy.num_replicas_in_sync
+
+    def train_on_batches(inputs, labels, epsilon, record=False):
+        """The Reptile meta-iteration of `Reptile.train_on_batches` (without `record`) over the replicas: each
+        adapts its tasks [B/R, S, b, dim] with `sgd_step` from the weights before the step; the sum of the
+        adapted weights and the inner losses [B, S, b] (zeros outside each replica's tasks) are all-reduced, and
+        the outer step is applied once. Returns the losses [B, S, b]."""
+        if record:
+            raise Error('record=True records one device\'s tasks (the golden tests); call it without --distribute')
+        inputs, labels = tf.convert_to_tensor(inputs, model.dtype), tf.convert_to_tensor(labels)
+        tasks, steps = int(inputs.shape[0]), int(inputs.shape[1])
+        check_divisible(tasks, replicas)
+        old = {k: v.read_value() for k, v in model.weights.items()}
+
+        def replica_fn():
+            context = tf.distribute.get_replica_context()
+            share = row_share(tasks, replicas, replica_id(context))
+            start = {k: v.read_value() for k, v in model.weights.items()}
+            total = {k: tf.zeros_like(v) for k, v in start.items()}
+            losses = []
+            for t in range(share.start, share.stop):
+                weights = dict(start)
+                task = []
+                for j in range(steps):
+                    weights, step_losses = model.sgd_step(weights, inputs[t, j], labels[t, j])
+                    task.append(step_losses)
+                losses.append(tf.stack(task))
+                total = {k: total[k] + weights[k] for k in total}
+            pad = tf.zeros_like(losses[0])[None]
+            losses = tf.concat([tf.repeat(pad, share.start, 0), tf.stack(losses),
+                                tf.repeat(pad, tasks - share.stop, 0)], 0)
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, (total, losses))
+
+        total, losses = _first(strategy, strategy.run(replica_fn))
+        new = reptile.reptile_update(old, total, tasks, epsilon)
+        for k, var in model.weights.items():
+            var.assign(new[k])
+        return losses
+    model.train_on_batches = train_on_batches
+    # evaluate's inner steps change the (mirrored) weights in place, on every device: XLA cannot compile that
+    # (a variable on another device), so they run as a plain tf.function
+    model._compiled_step = tf.function(model._inner_step)
 
 
 def check_divisible(meta_batch_size, replicas):
@@ -216,6 +410,22 @@ def distribute_learner(model, strategy):
         return model
     import tensorflow as tf
     import maml
+    if not hasattr(model, 'meta_gradients'):   # the learners that split otherwise (see the module)
+        if hasattr(model, 'query_share_loss'):
+            _distribute_metric_learner(model, strategy)
+        elif hasattr(model, 'row_share_loss'):
+            _distribute_baseline(model, strategy)
+        else:
+            _distribute_reptile(model, strategy)
+        own = model._compiled
+
+        def plain(name, fn, *jit):   # the training steps hold all-reduces: no XLA around them
+            if name.startswith(('metatrain', 'pretrain')) and name not in model._functions:
+                model._functions[name] = tf.function(fn)
+            return own(name, fn, *jit)
+        model._compiled = plain
+        model.strategy = strategy
+        return model
     replicas = strategy.num_replicas_in_sync
     own_gradients = type(model).meta_gradients
     own_compiled = type(model)._compiled
@@ -254,12 +464,11 @@ def distribute_learner(model, strategy):
 
 def unsupported(config):
     """Why `config` cannot run with --distribute (one line, '<what>; <how to fix>'), or None."""
-    from config import INNER_LOOP
     if config.distribute == 'none':
         return None
-    if config.method not in INNER_LOOP:
-        return (f'--distribute={config.distribute} splits the tasks of an inner-loop learner ({", ".join(INNER_LOOP)}); '
-                f'drop --distribute for --method={config.method}')
+    if config.method == 'reptile' and not config.inner_sgd:
+        return (f'--distribute={config.distribute} cannot split Reptile\'s tasks with its inner Adam: each task '
+                f'starts from the Adam state the previous task left; add --inner_sgd or drop --distribute')
     if config.steps_per_execution > 1:
         return '--steps_per_execution runs one device\'s compiled loop; drop it or --distribute'
     if config.per_step_bn_stats:
@@ -283,7 +492,7 @@ def cluster_problem(config, environ=None):
         workers = num_workers(environ)
     except Error as e:
         return str(e)
-    if config.train and config.meta_batch_size % workers:
+    if config.train and config.method in SPLITS_TASKS and config.meta_batch_size % workers:
         return (f'--meta_batch_size={config.meta_batch_size} does not split over the {workers} workers of '
                 f'{TF_CONFIG}; pass a multiple of {workers} (of the workers times each one\'s GPUs)')
     return None

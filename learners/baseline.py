@@ -141,11 +141,28 @@ class Baseline(Conv4Learner):
         return dict(weights=self.weights, head=self.head, running=self.running,
                     pretrain_optimizer=self.pretrain_optimizer)
 
-    def _pretrain_step(self, images, labels):
+    def pretrain_gradients(self, images, labels):
+        """(loss, {name: gradient} of `train_variables`, batch statistics): the mean cross-entropy of a
+        mini-batch (images [batch, dim], one-hot labels [batch, classes]). --distribute replaces it on the
+        instance (infra.distribute.distribute_learner: the rows split over the replicas)."""
         with tf.GradientTape() as tape:
             features, stats = self.embed(images[None], training=True)
             loss = tf.reduce_mean(mean_xent(head_logits(self.head, features, self.scale), labels[None]))
-        self.pretrain_optimizer.apply_gradients(tape.gradient(loss, self.train_variables))
+        return loss, tape.gradient(loss, self.train_variables), stats
+
+    def row_share_loss(self, images, labels, rows, moments):
+        """One replica's share of the pre-training loss under --distribute: the rows `rows` (a slice) of the
+        mini-batch images [n, dim], labels [n, classes], embedded with `moments` (the statistics of the whole
+        mini-batch). Returns (their cross-entropy summed and divided by n, so that the replicas' shares add up
+        to the mean of `pretrain_gradients`; batch statistics)."""
+        features, stats = self.embed(images[None, rows], True, moments)
+        xent = tf.nn.softmax_cross_entropy_with_logits(labels=labels[None, rows],
+                                                       logits=head_logits(self.head, features, self.scale))
+        return tf.reduce_sum(xent) / float(int(images.shape[0])), stats
+
+    def _pretrain_step(self, images, labels):
+        loss, grads, stats = self.pretrain_gradients(images, labels)
+        self.pretrain_optimizer.apply_gradients(grads)
         if self.running:
             self.update_running(stats)
         return loss

@@ -78,13 +78,22 @@ def init_conv4(rng, channels, filters, norm, scheme='torch'):
     return weights
 
 
-def embed(images, weights, norm, img_size, channels, running=None, final_relu=True):
+def batch_moments(h):
+    """(mean, biased variance [B, 1, 1, 1, F], count): each task's moments over its rows and pixels of the maps
+    h [B, rows, H, W, F] (utils.moments_tf10), and how many values each is over (rows * H * W)."""
+    mean, var = moments_tf10(h, [1, 2, 3])
+    return mean, var, h.shape[1] * h.shape[2] * h.shape[3]
+
+
+def embed(images, weights, norm, img_size, channels, running=None, moments=batch_moments, final_relu=True):
     """The Conv-4 embedding of flattened images [B, rows, H*W*C] (row-major H, W, C) with per-task weights [B, ...].
 
     Returns (features [B, rows, D], statistics): batch norm normalises each task's rows with their own batch
     statistics, returned as [(mean [B, F], biased variance [B, F], count)] per layer, or, given `running`
     [(mean [F], variance [F])] per layer, with those (statistics then []). layer_norm / 'None' as MAML's.
     `final_relu=False` leaves out the last block's ReLU (features of either sign; Matching Networks' --final_relu).
+    `moments`: how the batch statistics are taken (`batch_moments`; --distribute's replicas pass
+    infra.distribute.synced_moments, the statistics of every replica's rows together).
     """
     b, rows = images.shape[0], images.shape[1]
     h = tf.reshape(images, [b, rows, img_size, img_size, channels])
@@ -94,8 +103,8 @@ def embed(images, weights, norm, img_size, channels, running=None, final_relu=Tr
         h = conv2d_per_task(h, weights[f'conv{i + 1}'], 1) + weights[f'b{i + 1}'][:, None, None, None, :]
         if norm == 'batch_norm':
             if running is None:
-                mean, var = moments_tf10(h, [1, 2, 3])
-                stats.append((mean[:, 0, 0, 0], var[:, 0, 0, 0], rows * h.shape[2] * h.shape[3]))
+                mean, var, count = moments(h)
+                stats.append((mean[:, 0, 0, 0], var[:, 0, 0, 0], count))
             else:
                 mean, var = running[i]
             scale = weights[f'{i}/gamma'][:, None, None, None, :] * tf.math.rsqrt(var + BN_EPSILON)
@@ -178,13 +187,13 @@ class Conv4Learner(tf.Module):
     def _running_stats(self):
         return [(self.running[f'{i}/moving_mean'], self.running[f'{i}/moving_variance']) for i in range(4)]
 
-    def embed(self, images, training):
-        """(features [B, rows, D], batch statistics) of images [B, rows, dim]: batch statistics when `training`
-        or --test_bn=episode, else the running averages."""
+    def embed(self, images, training, moments=batch_moments):
+        """(features [B, rows, D], batch statistics) of images [B, rows, dim]: batch statistics (taken by
+        `moments`, see `embed`) when `training` or --test_bn=episode, else the running averages."""
         running = None if training or self.config.test_bn == 'episode' or not self.running \
             else self._running_stats()
         return embed(images, self._task_weights(self.weights, int(images.shape[0])), self.config.norm,
-                     self.img_size, self.channels, running, self.final_relu)
+                     self.img_size, self.channels, running, moments, self.final_relu)
 
     def update_running(self, stats):
         """Moves the running averages towards the batch statistics (torch: x <- 0.9 x + 0.1 batch, the variance
@@ -231,12 +240,31 @@ class MetricLearner(Conv4Learner):
             return tf.constant(self.config.meta_lr, self.dtype)
         return self.config.meta_lr * tf.pow(tf.constant(0.5, self.dtype), tf.cast(step // every, self.dtype))
 
-    def _metatrain_step(self, inputa, labela, inputb, labelb):
-        self.learning_rate.assign(self.scheduled_lr(self.step))
+    def gradients(self, inputa, labela, inputb, labelb):
+        """(loss, {name: gradient}, batch statistics): the mean query cross-entropy of B episodes (support a,
+        query b), its gradient for `weights`, and the batch statistics of each layer (see `embed`).
+        --distribute replaces it on the instance (infra.distribute.distribute_learner: the query rows split
+        over the replicas)."""
         with tf.GradientTape() as tape:
             logits, stats = self.episode_logits(inputa, labela, inputb, training=True)
             loss = tf.reduce_mean(mean_xent(logits, labelb))
-        self.metatrain_optimizer.apply_gradients(tape.gradient(loss, self.weights))
+        return loss, tape.gradient(loss, self.weights), stats
+
+    def query_share_loss(self, inputa, labela, inputb, labelb, rows, moments):
+        """One replica's share of the training loss under --distribute: the support a [B, S, dim] and the query
+        rows `rows` (a slice) of b embedded together with `moments` (the statistics of the whole episode), the
+        metric against the whole support. Returns (the share's cross-entropy summed over its rows and divided
+        by B * Q, so that the replicas' shares add up to the mean of `gradients`; batch statistics)."""
+        rows_a, queries = int(inputa.shape[1]), int(inputb.shape[1])
+        features, stats = self.embed(tf.concat([inputa, inputb[:, rows]], 1), True, moments)
+        logits = self.metric(features[:, :rows_a], labela, features[:, rows_a:])
+        xent = tf.nn.softmax_cross_entropy_with_logits(labels=labelb[:, rows], logits=logits)
+        return tf.reduce_sum(xent) / float(int(inputb.shape[0]) * queries), stats
+
+    def _metatrain_step(self, inputa, labela, inputb, labelb):
+        self.learning_rate.assign(self.scheduled_lr(self.step))
+        loss, grads, stats = self.gradients(inputa, labela, inputb, labelb)
+        self.metatrain_optimizer.apply_gradients(grads)
         if self.running:
             self.update_running(stats)
         self.step.assign_add(1)

@@ -190,14 +190,23 @@ class Reptile(tf.Module):
         return state
 
     # ---------------------------------------------------------------- network and loss
-    def forward(self, inp):
-        """Outputs [G, n, dim_output] of the current weights for G independent batches [G, n, dim_input]
-        (batch-norm statistics per batch)."""
+    def forward(self, inp, weights=None):
+        """Outputs [G, n, dim_output] of the current weights (or of `weights`, {name: tensor} as `self.weights`)
+        for G independent batches [G, n, dim_input] (batch-norm statistics per batch)."""
         if self.net is None:
-            return reptile_forward(inp, self.weights, self.config.datasource)
+            return reptile_forward(inp, self.weights if weights is None else weights, self.config.datasource)
         groups = inp.shape[0]
-        return self.net.forward(inp, {k: tf.broadcast_to(v, [groups] + v.shape.as_list())
-                                      for k, v in self.net.weights.items()})
+        if weights is None:
+            return self.net.forward(inp, {k: tf.broadcast_to(v, [groups] + v.shape.as_list())
+                                          for k, v in self.net.weights.items()})
+        # MAML's network reads its normalisation parameters from `norm_weights`: those of `weights` for this call
+        norm_weights = self.net.norm_weights
+        self.net.__dict__['norm_weights'] = {k: weights[k] for k in norm_weights}
+        try:
+            return self.net.forward(inp, {k: tf.broadcast_to(weights[k], [groups] + weights[k].shape.as_list())
+                                          for k in self.net.weights})
+        finally:
+            self.net.__dict__['norm_weights'] = norm_weights
 
     def example_losses(self, outputs, labels):
         """Per-example losses [..., n]: sparse softmax cross-entropy (labels int [..., n]) or squared error
@@ -229,6 +238,22 @@ class Reptile(tf.Module):
         else:
             self.optimizer.apply_gradients(grads)
         return losses
+
+    def sgd_step(self, weights, inp, labels):
+        """`inner_step` with --inner_sgd as a function of the weights {name: tensor}: (weights - update_lr *
+        gradient of the summed losses of the mini-batch [b, dim_input], the per-example losses [b] before the
+        step). Changes nothing; --distribute's replicas adapt their tasks with it (compiled with XLA if
+        `config.xla`, as `inner_step`)."""
+        if 'sgd_step' not in self._functions:
+            def step(weights, inp, labels):
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    tape.watch(list(weights.values()))
+                    losses = self.example_losses(self.forward(inp[None], weights), labels[None])[0]
+                    total = tf.reduce_sum(losses)
+                grads = tape.gradient(total, weights, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                return {k: w - self.config.update_lr * grads[k] for k, w in weights.items()}, losses
+            self._functions['sgd_step'] = tf.function(step, jit_compile=self.config.xla)
+        return self._functions['sgd_step'](weights, inp, labels)
 
     def inner_loop(self, inputs, labels):
         """`S` inner steps on mini-batches [S, b, dim_input] in order, in place; returns the losses [S, b]."""

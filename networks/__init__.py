@@ -93,6 +93,9 @@ def problem(config):
     if config.protocol == 'reptile':
         return ('--protocol=reptile runs openai/supervised-reptile\'s own network; drop --network or use '
                 '--protocol=maml')
+    if config.distribute != 'none' and config.method in ('protonet', 'matchingnet', 'baseline', 'baseline_pp'):
+        return (f'--distribute splits {config.method}\'s rows over the replicas with batch statistics synced by the '
+                f'paper\'s Conv-4 (a Keras model\'s batch norm cannot sync them); drop --distribute or --network')
     for flag, value, default in (('precision', config.precision, 'float32'), ('remat', config.remat, False),
                                  ('per_step_bn_stats', config.per_step_bn_stats, False),
                                  ('tf1_checkpoint', config.tf1_checkpoint, ''), ('export_tf1', config.export_tf1, '')):

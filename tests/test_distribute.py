@@ -7,6 +7,12 @@ meta-updates (rtol 1e-5). Batch norm removes the effect of the biases before it 
 true meta-gradient is 0 and what is computed is rounding noise, which Adam's first steps turn into +-meta_lr
 moves of either sign; for those the child checks that the gradient is noise (<= 1e-5 of the largest kernel
 gradient) and the weights stay within the Adam steps taken (as scripts/golden_check.py treats them).
+
+The learners that split otherwise (issue 26: ProtoNets / Matching Nets' query rows, the baselines' pre-training
+rows, Reptile --inner_sgd's tasks) run SPLIT_CHILD: the learner built twice from one seed, one device and
+replicated (2 logical CPUs, or 2 worker processes of a TF_CONFIG cluster), fed the same batches; the first
+gradient, the losses and the weights, head and batch-norm running averages after 3 updates agree (rtol 1e-5),
+entries whose true gradient is 0 within the Adam steps taken.
 """
 import json
 import os
@@ -150,7 +156,7 @@ def test_main_mirrored_trains_and_resumes_across_replica_counts(tmp_path):
 @pytest.mark.parametrize('changes,message', [
     (dict(distribute='horovod'), "unknown --distribute='horovod'"),
     (dict(cpu_devices=0), '--cpu_devices=0 must be >= 1'),
-    (dict(distribute='mirrored', method='protonet', datasource='omniglot'), 'splits the tasks of an inner-loop'),
+    (dict(distribute='mirrored', method='reptile', datasource='omniglot'), "cannot split Reptile's tasks with its inner Adam"),
     (dict(distribute='mirrored', steps_per_execution=10), '--steps_per_execution runs one device'),
     (dict(distribute='mirrored', pretrain_iterations=10), 'splits meta-training only'),
     (dict(distribute='mirrored', datasource='omniglot', per_step_bn_stats=True), '--per_step_bn_stats updates'),
@@ -213,7 +219,7 @@ def test_tf_config_errors(monkeypatch, value, message):
 @pytest.mark.parametrize('changes,message', [
     (dict(meta_batch_size=5), '--meta_batch_size=5 does not split over the 2 workers of TF_CONFIG; pass a multiple'),
     (dict(cpu_devices=2), '--cpu_devices splits one process\'s CPU'),
-    (dict(method='protonet', datasource='omniglot'), 'splits the tasks of an inner-loop'),
+    (dict(method='reptile', datasource='omniglot'), "cannot split Reptile's tasks with its inner Adam"),
     (dict(steps_per_execution=10), '--steps_per_execution runs one device'),
 ])
 def test_multi_worker_usage_errors(monkeypatch, changes, message):
@@ -335,3 +341,172 @@ def test_multi_worker_trains_like_one_process_and_resumes(tmp_path):
     assert ref.keys() == got.keys() and ref
     for k in ref:
         np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+# ---------------------------------------------------------------- the learners that split rows or Reptile's tasks
+SPLIT_CHILD = textwrap.dedent(r'''
+    import json, os, sys
+    sys.path.insert(0, REPO)
+    import numpy as np
+    from infra import distribute
+    MULTI = bool(os.environ.get('TF_CONFIG'))   # a worker of a 2-process cluster, else 2 logical CPUs
+    if MULTI:   # before anything initialises TensorFlow's context
+        distribute.start_multi_worker()
+    else:
+        distribute.split_cpu(2)
+    import tensorflow as tf
+    import main
+    from config import Config
+    cfg = Config(**json.loads(sys.argv[1]))
+    N, DIM = cfg.num_classes, (1 if cfg.datasource == 'sinusoid' else 784)
+    dg = type('DG', (), {'dim_input': DIM, 'dim_output': N, 'num_train_classes_total': 11})()
+
+    def build(strategy):
+        with distribute.scope(strategy):
+            m = main.build_learner(cfg, dg)
+        return distribute.distribute_learner(m, strategy)
+    single = build(None)
+    strategy = distribute.make_strategy(cfg.replace(distribute='multi_worker' if MULTI else 'mirrored'))
+    assert strategy.num_replicas_in_sync == 2
+    dist = build(strategy)
+    rng = np.random.RandomState(0)
+    B = cfg.meta_batch_size
+
+    def onehot(classes, shape):
+        return np.eye(classes)[rng.randint(classes, size=shape)]
+
+    def batch():
+        if cfg.method in ('baseline', 'baseline_pp'):
+            x = [rng.normal(size=[cfg.batch_size, DIM]), onehot(11, [cfg.batch_size])]
+        elif cfg.method == 'reptile':
+            rows = N * cfg.update_batch_size
+            labels = rng.normal(size=[B, rows, 1]) if cfg.datasource == 'sinusoid' else onehot(N, [B, rows])
+            x = [rng.normal(size=[B, rows, DIM]), labels] * 2
+        else:   # an episode: every class in the support, queries of any class
+            x = [rng.normal(size=[B, N * cfg.update_batch_size, DIM]),
+                 np.tile(np.eye(N), [B, cfg.update_batch_size, 1]),
+                 rng.normal(size=[B, N * cfg.num_query, DIM]), onehot(N, [B, N * cfg.num_query])]
+        return [tf.constant(v, tf.float32) for v in x]
+
+    def step(m):
+        return m.pretrain_step_on_batch if cfg.method in ('baseline', 'baseline_pp') else m.metatrain_step
+
+    def state(m):
+        items = dict(m.weights)
+        items.update({'head/' + k: v for k, v in getattr(m, 'head', {}).items()})
+        items.update(getattr(m, 'running', {}))
+        return {k: v.numpy() for k, v in items.items()}
+    start = state(single)
+    for k, v in start.items():
+        np.testing.assert_array_equal(v, state(dist)[k], err_msg=k)
+    def gradients(m):   # (loss, {name: gradient}, statistics) of the step, None for Reptile
+        return getattr(m, 'pretrain_gradients', None) or getattr(m, 'gradients', None)
+    # Entries whose true gradient is 0 get rounding noise, which Adam moves by +-meta_lr a step: the biases
+    # before batch norm, and any entry where one device's gradient is at noise level (e.g. ProtoNets' last beta
+    # of a channel whose max-pooled ReLUs all pass: the distances do not change when a feature shifts).
+    # The running means of batch norm add those biases (mean of conv + b): they inherit the biases' noise.
+    # (Reptile's inner SGD moves them by the noise itself: checked as the rest.)
+    pre_bn = ('b1', 'b2', 'b3', 'b4') if cfg.norm == 'batch_norm' else ()
+    noise = {k: np.zeros(v.shape, bool) | (cfg.method != 'reptile' and (k in pre_bn or k.endswith('moving_mean')))
+             for k, v in start.items()}
+    losses = []
+    for i in range(ITERATIONS):
+        x = batch()
+        if gradients(single) is not None:
+            _, g1, _ = tf.function(gradients(single))(*x)
+            largest = max(float(np.max(np.abs(g))) for g in g1.values())
+            if i == 0:   # the gradient of the split batch is the whole batch's
+                _, g2, _ = tf.function(gradients(dist))(*x)
+                for k in g1:
+                    np.testing.assert_allclose(g2[k], g1[k], rtol=1e-5, atol=1e-5 * largest, err_msg=k)
+            for k in g1:
+                noise[k] |= np.abs(g1[k].numpy()) <= 1e-5 * largest
+        losses.append((float(step(single)(*x)), float(step(dist)(*x))))
+    np.testing.assert_allclose(*zip(*losses), rtol=1e-5)
+    one, two = state(single), state(dist)
+    travel = 0.0 if cfg.method == 'reptile' else ITERATIONS * cfg.meta_lr   # Adam moves a weight <= meta_lr a step
+    for k, v in one.items():
+        assert np.max(np.abs(v - start[k])) > 0 or k in pre_bn, k   # it trained
+        assert np.all(np.abs(v - two[k])[noise[k]] <= 2 * travel), k
+        # atol: 1e-6 of the largest entry, or 1e-5 of Adam's travel: weights that start at 0 (beta) sit within a
+        # few steps of it, where the steps' rounding shows; Reptile's pre-batch-norm biases (its SGD moves them by
+        # their noise-level gradient, ~1e-10): 1e-6 of the largest kernel entry
+        floor = 1e-6 * max(np.max(np.abs(one[c])) for c in ('conv1', 'conv2')) if k in pre_bn else 0.0
+        np.testing.assert_allclose(two[k][~noise[k]], v[~noise[k]], rtol=1e-5,
+                                   atol=max(1e-6 * np.max(np.abs(v)), 1e-5 * travel, floor), err_msg=k)
+    print('PARITY OK', losses, {k: int(n.sum()) for k, n in noise.items() if n.any()})
+''')
+
+
+def _run_split_child(config, iterations=3, workers=0, timeout=900):
+    """Runs SPLIT_CHILD: on 2 logical CPUs (workers=0), or as each of `workers` processes of a TF_CONFIG
+    cluster on 127.0.0.1 (each compares its replicated learner with one device's in the same process)."""
+    import time
+    code = SPLIT_CHILD.replace('REPO', repr(REPO)).replace('ITERATIONS', str(iterations))
+    cluster = {'worker': [f'127.0.0.1:{p}' for p in _free_ports(workers)]}
+    envs = [dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', **(_tf_config(cluster, 'worker', i) if workers else {}))
+            for i in range(max(workers, 1))]
+    if not workers:
+        envs[0].pop('TF_CONFIG', None)
+    procs = [subprocess.Popen([sys.executable, '-c', code, json.dumps(config)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env, start_new_session=True) for env in envs]
+    deadline = time.monotonic() + timeout
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=max(deadline - time.monotonic(), 1))
+            assert p.returncode == 0 and 'PARITY OK' in out, out + err[-4000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+METRIC = dict(datasource='omniglot', norm='batch_norm', num_filters=4, num_classes=3, update_batch_size=1,
+              num_query=3, meta_batch_size=1, seed=0)
+
+
+@pytest.mark.parametrize('method', ['protonet', pytest.param('matchingnet', marks=pytest.mark.slow)])
+def test_mirrored_splits_query_rows(method):
+    """ProtoNets / Matching Nets, 3-way 1-shot, 9 query rows split 4 / 5 over 2 replicas, support on both, batch
+    norm over the whole episode: the losses, weights and running statistics after 3 Adam updates equal one
+    device's (rtol 1e-5)."""
+    _run_split_child(dict(METRIC, method=method))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('method', ['baseline', 'baseline_pp'])
+def test_mirrored_splits_pretraining_rows(method):
+    """The baselines' pre-training, 7 rows split 3 / 4 over 2 replicas, batch norm over the whole mini-batch:
+    the losses, body, head and running statistics after 3 Adam updates equal one device's (rtol 1e-5)."""
+    _run_split_child(dict(datasource='omniglot', norm='batch_norm', num_filters=4, num_classes=3, batch_size=7,
+                          seed=0, method=method))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('extra', [dict(datasource='sinusoid', norm='None', num_classes=1, update_batch_size=6),
+                                   dict(datasource='omniglot', norm='batch_norm', num_filters=4, num_classes=3,
+                                        update_batch_size=2)])
+def test_mirrored_splits_reptile_tasks(extra):
+    """Reptile with --inner_sgd, 4 tasks split 2 / 2, 3 inner steps of 2-row mini-batches each (MAML's network;
+    batch norm per mini-batch): the weights after 3 meta-iterations equal one device's (rtol 1e-5)."""
+    _run_split_child(dict(extra, method='reptile', inner_sgd=True, meta_batch_size=4, inner_iters=3, inner_batch=2,
+                          update_lr=0.01, seed=0, metatrain_iterations=10))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('method,extra', [
+    ('protonet', METRIC), ('matchingnet', dict(METRIC, meta_batch_size=2)),
+    ('baseline', dict(datasource='omniglot', norm='batch_norm', num_filters=4, num_classes=3, batch_size=7, seed=0)),
+    ('baseline_pp', dict(datasource='omniglot', norm='batch_norm', num_filters=4, num_classes=3, batch_size=6,
+                         seed=0)),
+    ('reptile', dict(datasource='omniglot', norm='batch_norm', num_filters=4, num_classes=3, update_batch_size=2,
+                     inner_sgd=True, meta_batch_size=4, inner_iters=3, inner_batch=2, update_lr=0.01, seed=0,
+                     metatrain_iterations=10)),
+])
+def test_multi_worker_splits_like_one_process(method, extra):
+    """Two worker processes (TF_CONFIG on 127.0.0.1, MultiWorkerMirroredStrategy): each trains the replicated
+    learner and one device's beside it on the same batches; the gradient, losses, weights and running statistics
+    after 3 updates agree (rtol 1e-5), the batch-norm statistics and the gradients all-reduced between the
+    processes."""
+    _run_split_child(dict(extra, method=method), workers=2)
