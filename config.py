@@ -165,9 +165,10 @@ class Config:
     lslr: bool = _flag(False, 'MAML++ LSLR: learned inner learning rate per layer and step', INNER_LOOP)
     per_step_bn: bool = _flag(False, 'MAML++ BNWB: norm gamma and beta per inner step (batch norm gains a gamma)',
                               INNER_LOOP)
-    per_step_bn_stats: bool = _flag(False, 'MAML++ BNRS: batch-norm running statistics per inner update count '
-                                    '(momentum 0.1), used to normalise at evaluation (at chance on Omniglot here: '
-                                    'docs/METHODS.md)', INNER_LOOP)
+    per_step_bn_stats: bool = _flag(False, 'MAML++ BNRS as released: keep batch-norm running statistics per inner '
+                                    'step (momentum 0.1) in the checkpoint; like the released code, never normalise '
+                                    'with them (training and evaluation use batch statistics), so no output changes',
+                                    INNER_LOOP)
     cosine_meta_lr: bool = _flag(False, 'MAML++ CA: cosine annealing of --meta_lr to --min_meta_lr over the run',
                                  INNER_LOOP)
     min_meta_lr: float = _flag(1e-5, 'MAML++ CA: the meta learning rate at the end', INNER_LOOP)

@@ -163,11 +163,6 @@ def check_writable_dir(path, what):
 def config_warnings(c):
     """One line each for settings that run but are known to give misleading numbers (run() prints them first)."""
     lines = []
-    if c.per_step_bn_stats:   # docs/RESULTS.md, 2026-12-06
-        lines.append('--per_step_bn_stats normalises evaluation with running statistics, which also changes its inner '
-                     'steps\' gradients from those of training (batch statistics): on Omniglot 5-way 1-shot it '
-                     'evaluated at chance with 1 and 5 inner steps (docs/RESULTS.md); the released MAML++ code never '
-                     'normalises with them, its numbers are runs without this flag')
     return lines
 
 

@@ -14,20 +14,19 @@ of `metasgd.MetaSGD` and `anil.ANIL`, so every switch works with the three inner
   after it use row j; steps beyond `--num_updates` (evaluation runs 10 on Omniglot) reuse the last row, as
   do LSLR's rates.
 - `--per_step_bn_stats` (BNRS, `--norm=batch_norm`): per batch-norm layer a running mean and variance per
-  number of inner updates the weights have had ([N+1, C], zeros / ones), not trainable: row k holds the passes
-  of the weights after k updates, the support pass of inner step k (k < N) and the query pass after step k-1
-  (k >= 1; only where the released code runs it: every step while MSL is on, else the last). Every
-  meta-training step updates each row, task after task, in the order of the passes, as torch's `momentum=0.1`
-  update: mean <- 0.9 mean + 0.1 batch mean, variance <- 0.9 variance + 0.1 n/(n-1) batch variance (n values
-  per channel). Training always normalises with the batch's own statistics. `evaluate` normalises every pass
-  of the weights after k updates with row min(k, N) and changes none (the paper's intent: BN "running
-  statistics per step" used at inference).
-  The released code indexes its per-step statistics by the inner step j, so that row j mixes the support
-  pass before update j+1 and the query pass after it; it can, because it hard-codes `F.batch_norm(training=
-  True)` and never normalises with them (issues #3, #24): its numbers are this repository's runs without
-  the flag; this flag is the normalising variant, with rows by update count so that no row mixes weights.
-  It evaluates at chance on Omniglot all the same: with running statistics the inner step's gradient is not
-  the batch-statistics one training meta-learned (docs/RESULTS.md; main.py warns).
+  inner step ([N, C], not trainable), kept as the released `MetaBatchNormLayer` keeps them and, as there, never
+  used to normalise: every pass, training and evaluation, normalises with the batch's own statistics (the
+  released `forward` calls `F.batch_norm(..., training=True)` whatever `training` its callers pass), so the
+  flag changes no output and no weight; it adds the statistics to the checkpoint. Row j takes the support pass
+  of inner step j and the query pass after step j (`running_mean[num_step]`), the latter only where the
+  released code runs it (every step while MSL is on, else the last), task after task, each as torch's
+  `momentum=0.1` update: mean <- 0.9 mean + 0.1 batch mean, variance <- 0.9 variance + 0.1 n/(n-1) batch
+  variance (n values per channel). They start at zeros / ones but row 0's variance, 0.81: the released network
+  runs two all-zero batches through each layer when it is built (`build_block`, `build_network`), two
+  updates toward variance 0. Evaluation leaves them unchanged, as the released code's backup (step 0) and
+  restore (after each task) intend; its backup, `copy(running_mean.data)`, shares the live tensor's storage,
+  so there evaluation passes do enter them (docs/METHODS.md). `_normalise_with_running_stats` (for
+  scripts/diagnose_bn_stats.py only) normalises with them instead, which the released code never does.
 - `--cosine_meta_lr` (CA): meta lr = min + (meta_lr - min) (1 + cos(pi epoch / epochs)) / 2 per epoch,
   epochs = ceil(metatrain_iterations / iterations_per_epoch), as torch's CosineAnnealingLR stepped per epoch.
 - An epoch is `--iterations_per_epoch` meta-iterations; `iteration` (a checkpointed variable) counts them.
@@ -43,12 +42,27 @@ import maml
 from config import Config
 
 BN_MOMENTUM = 0.1    # the released MetaBatchNormLayer's, torch convention: new = (1 - m) old + m batch
+BUILD_PASSES = 2     # all-zero batches the released network runs through each layer as it is built (row 0)
 
 
 def enabled(config):
     """True when any MAML++ switch is on (the others only tune a switch)."""
     return bool(config.multi_step_loss or config.first_order_epochs >= 0 or config.lslr or config.per_step_bn
                 or config.per_step_bn_stats or config.cosine_meta_lr)
+
+
+def initial_running_mean(num_steps, width, dtype):
+    """The released per-step running means once its network is built: zeros [num_steps, width] (its build
+    passes see all-zero activations: zero input, zero conv biases)."""
+    return tf.zeros([num_steps, width], dtype)
+
+
+def initial_running_variance(num_steps, width, dtype):
+    """The released per-step running variances once its network is built [num_steps, width]: ones, but row 0
+    is (1 - m)^2 = 0.81: `MetaConvNormLayerReLU.build_block` and `VGGReLUNormNetwork.build_network` each run
+    an all-zero batch (batch variance 0) through every layer at num_step 0, and F.batch_norm updates it."""
+    first = tf.fill([1, width], tf.constant((1 - BN_MOMENTUM) ** BUILD_PASSES, dtype))
+    return tf.concat([first, tf.ones([num_steps - 1, width], dtype)], 0)
 
 
 def learner_class(config):
@@ -81,7 +95,7 @@ class MAMLPlusPlus(maml.MAML):
 
     Extra state: `inner_lrs` {weight key: variable} (LSLR rates [N]; Meta-SGD's alphas), meta-learned with the
     weights (in `meta_variables` as 'lslr/<key>' / 'alpha/<key>'), `iteration`, the meta-iterations done, and
-    `bn_stats` {'<scope>/running_mean' | '<scope>/running_variance': [N+1, C] variable} (--per_step_bn_stats).
+    `bn_stats` {'<scope>/running_mean' | '<scope>/running_variance': [N, C] variable} (--per_step_bn_stats).
     """
     inner_lr_prefix = 'lslr'
     per_step_bn_gamma = True     # --per_step_bn adds a gamma to MAML's batch norm (a Keras network keeps its own)
@@ -111,12 +125,13 @@ class MAMLPlusPlus(maml.MAML):
             for k, v in self.norm_weights.items():
                 if k.endswith('/beta'):
                     scope, width = k[:-len('/beta')], v.shape[-1]
-                    for name, init in (('running_mean', tf.zeros), ('running_variance', tf.ones)):
+                    for name, init in (('running_mean', initial_running_mean),
+                                       ('running_variance', initial_running_variance)):
                         self.bn_stats[scope + '/' + name] = tf.Variable(
-                            init([self.num_steps + 1, width], dtype), trainable=False, name=scope + '/' + name)
+                            init(self.num_steps, width, dtype), trainable=False, name=scope + '/' + name)
         self._bn_step = 0                          # the row of the per-step norm weights `forward` uses
         self._stats_row = 0                        # the row of the running statistics `forward` uses
-        self._bn_eval = False                      # set while evaluation is traced: normalise with bn_stats
+        self._normalise_with_running_stats = False  # scripts/diagnose_bn_stats.py only (the released code never)
         self._bn_log = None                        # while a meta-step is traced: [(row, query?, {scope: moments})]
         self._moments = None                       # the current pass's {scope: [(mean, variance, count)]}
         self._query = True                         # False inside an inner step (the support pass)
@@ -169,12 +184,12 @@ class MAMLPlusPlus(maml.MAML):
             self._query = True
 
     def step_forward(self, inp, weights, step):
-        """`forward` with row `step` of the per-step norm weights (--per_step_bn) and the running statistics of
-        the weights' update count (--per_step_bn_stats: step's support pass, `step` updates; the query pass after
-        it, `step`+1), normalising with them in evaluation, logging the batch's moments in a meta-step."""
+        """`forward` with row `step` of the per-step norm weights (--per_step_bn), logging the batch's moments
+        for row `step` of the running statistics in a meta-step (--per_step_bn_stats: step's support pass and
+        the query pass after it, as the released `num_step`); steps beyond N use row N-1."""
         row = min(step, self.num_steps - 1)
         self._bn_step = row if self.config.per_step_bn else 0
-        self._stats_row = min(step + self._query, self.num_steps)
+        self._stats_row = row
         if self._bn_log is not None:
             self._moments = {}
         try:
@@ -190,34 +205,25 @@ class MAMLPlusPlus(maml.MAML):
         norm = super()._norm(scope)
         if self.config.per_step_bn:
             norm = {p: v[self._bn_step] for p, v in norm.items()}
-        if self._bn_eval and self.bn_stats:
+        if self._normalise_with_running_stats and self.bn_stats:
             norm['mean'] = self.bn_stats[scope + '/running_mean'][self._stats_row]
             norm['variance'] = self.bn_stats[scope + '/running_variance'][self._stats_row]
         elif self._moments is not None:
             norm['moments'] = self._moments.setdefault(scope, [])
         return norm
 
-    def metalearn(self, inputa, labela, inputb, labelb, num_updates):
-        """MAML's evaluation forward (`evaluate` runs it), normalising with the running statistics under
-        --per_step_bn_stats (row k for the weights after k updates; the last row, N, beyond N)."""
-        self._bn_eval = True
-        try:
-            return super().metalearn(inputa, labela, inputb, labelb, num_updates)
-        finally:
-            self._bn_eval = False
-
     # ---------------------------------------------------------------- running statistics
     def update_running_stats(self, log, msl):
         """Assigns `bn_stats` from a meta-step's `log` [(row, query?, {scope: [(mean, variance, count)]})] (in
-        the order of the passes, task groups one after the other): row k takes, task after task and in the
-        order they ran, the support pass of inner step k and the query pass after step k-1 if the step's
-        objective used it (every step with MSL on, else the last), each update r <- (1 - m) r + m s with
-        m = BN_MOMENTUM and s the batch mean or n/(n-1) times its biased variance; the K sequential updates
-        in closed form r (1 - m)^K + sum_k m (1 - m)^(K-1-k) s_k."""
+        the order of the passes, task groups one after the other): row j takes, task after task, the support
+        pass of inner step j and then the query pass after step j if the released code runs it (every step with
+        MSL on, else the last), each update r <- (1 - m) r + m s with m = BN_MOMENTUM and s the batch mean or
+        n/(n-1) times its biased variance (torch's running_var); the K sequential updates in closed form
+        r (1 - m)^K + sum_k m (1 - m)^(K-1-k) s_k."""
         m = BN_MOMENTUM
-        for row in range(self.num_steps + 1):
+        for row in range(self.num_steps):
             kinds = [q for q in dict.fromkeys(e[1] for e in log if e[0] == row)   # the passes' order
-                     if not q or msl or row == self.num_steps]
+                     if not q or msl or row == self.num_steps - 1]
             for scope in dict.fromkeys(k.rsplit('/', 1)[0] for k in self.bn_stats):
                 passes = [[e[2][scope][0] for e in log if e[0] == row and e[1] == query] for query in kinds]
                 for i, (name, unbias) in enumerate((('running_mean', False), ('running_variance', True))):

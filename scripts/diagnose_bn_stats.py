@@ -4,8 +4,9 @@
 
 For the first --tasks test tasks: query accuracy after one inner step of update_lr on the support set, the
 largest |logit|, and the support gradient's norm per weight of the first task, each with the network normalised
-by the batch's own statistics (as in meta-training) and by the running statistics (as --per_step_bn_stats
-evaluates). Evidence for docs/RESULTS.md (why evaluation with running statistics is at chance on Omniglot).
+by the batch's own statistics (as in meta-training and, like the released MAML++ code, in evaluation) and by the
+running statistics of row 0 (as --per_step_bn_stats evaluated before 2026-12-07, and as the released code never
+does). Evidence for docs/RESULTS.md (why evaluation with running statistics is at chance on Omniglot).
 """
 import os
 import sys
@@ -20,7 +21,7 @@ from infra import batches
 def one_step(model, a, la, b, lb, running):
     """(query accuracy, max |logit|, {weight: support-gradient norm}) of one inner step of update_lr."""
     import tensorflow as tf
-    model._bn_eval = running
+    model._normalise_with_running_stats = running
     try:
         w = model._task_weights(1)
         with tf.GradientTape() as tape:
@@ -29,7 +30,7 @@ def one_step(model, a, la, b, lb, running):
         grads = tape.gradient(loss, w)
         out = model.step_forward(b, {k: w[k] - model.update_lr * grads[k] for k in w}, 0)
     finally:
-        model._bn_eval = False
+        model._normalise_with_running_stats = False
     acc = float(tf.reduce_mean(tf.cast(tf.argmax(out, -1) == tf.argmax(lb, -1), tf.float32)))
     return acc, float(tf.reduce_max(tf.abs(out))), {k: float(tf.norm(g)) for k, g in grads.items()}
 

@@ -228,9 +228,9 @@ def _sine_inner(kind):
 def _omniglot_inner(method):
     """omniglot_5w1s's flags (MAML's) with ANIL, or with the MAML++ switches that act with one inner step (LSLR,
     per-step batch-norm weights, cosine meta learning rate; MSL and derivative-order annealing need several steps):
-    the learners' curves beside MAML's from the same seeds (issue 14). Not --per_step_bn_stats: with one step its
-    single row of running statistics mixes the support pass before the step and the query pass after it, and
-    evaluating with them gave chance accuracy here (docs/RESULTS.md, 2026-12-06). No paper number."""
+    the learners' curves beside MAML's from the same seeds (issue 14). Not --per_step_bn_stats: as in the released
+    code it keeps running statistics that nothing normalises with, so it changes no number (docs/RESULTS.md,
+    2026-12-07). No paper number."""
     flags, title = {'anil': (('--method=anil',), 'ANIL'),
                     'mamlpp': (('--lslr=True', '--per_step_bn=True', '--cosine_meta_lr=True'),
                                'MAML++ (LSLR, per-step BN weights, cosine meta lr)')}[method]
@@ -249,7 +249,8 @@ LEARNER_NOTES = (
     '(--num_query=1, as its evaluation), which is not the reference\'s protocol. "_trans" rows: --transductive.',
     'MAML++ (Antoniou et al. 2019) MiniImagenet: the released config (5 inner steps, MSL over 15 epochs of 500 '
     'iterations, LSLR initialised at 0.1 as the released code does, per-step batch-norm weights (its per-step '
-    'running statistics are kept but never normalise, so --per_step_bn_stats, the normalising variant, is off), '
+    'running statistics are kept but never normalise; --per_step_bn_stats, which does the same, changes no number'
+    ' and is off), '
     'DA off, constant meta learning rate, meta batch 2, 48 filters, 15 queries per class, 100 epochs = 50000 '
     'iterations); the column after 5 steps. The paper\'s number is the mean ± std over 3 seeds of an ensemble of '
     'the top-5 validation epochs; the port has no ensemble, so the comparison is approximate.',

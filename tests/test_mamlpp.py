@@ -244,68 +244,95 @@ def _hand_conv_net(model, x, moments=None):
     return h.mean((1, 2)) @ w['w5'] + w['b5'], seen
 
 
+def test_running_stats_start_as_the_released_network_leaves_them():
+    """zeros / ones but row 0's variance, 0.81 = 0.9^2: what the released VGGReLUNormNetwork(per_step_bn_statistics,
+    5 steps) holds once built, read off it with torch 2.13 (its two build passes of an all-zero batch)."""
+    model = mamlpp.MAMLPlusPlus(784, 2, 2, _conv_config(per_step_bn_stats=True, num_updates=5), dtype=F64)
+    assert sorted(model.bn_stats) == sorted('%d/running_%s' % (i, n) for i in range(4) for n in ('mean', 'variance'))
+    for i in range(4):
+        np.testing.assert_array_equal(model.bn_stats['%d/running_mean' % i].numpy(), np.zeros([5, 3]))
+        np.testing.assert_allclose(model.bn_stats['%d/running_variance' % i].numpy(),
+                                   [[0.81] * 3] + [[1.0] * 3] * 4, rtol=1e-15)
+
+
 @pytest.mark.parametrize('msl', [pytest.param(False, marks=pytest.mark.slow), True], ids=['last_query', 'msl'])
-def test_running_stats_after_one_step_are_the_momentum_formula(msl):
-    """One meta-step from zeros / ones with update_lr 0 (every pass sees the meta-weights, so hand moments of the
-    meta-weights' net are every pass's): row k = the torch momentum-0.1 updates, task after task, from the batch
-    moments (variance * n/(n-1)) of the passes of the weights after k updates in the order they ran: row 0 the
-    support pass of step 0, row 1 the query pass after step 0 (MSL only) then the support pass of step 1, row 2
-    the query pass after step 1."""
-    config = _conv_config(per_step_bn_stats=True, update_lr=0.0, multi_step_loss=msl)
+def test_running_stats_after_two_steps_are_the_momentum_formula(msl):
+    """Two meta-steps with update_lr 0 and meta_lr 0 (every pass sees the same weights, so hand moments of the
+    meta-weights' net are every pass's): row j = the torch momentum-0.1 updates from the released start, meta-step
+    after meta-step and task after task, from the batch moments (variance * n/(n-1)) of the passes the released
+    code indexes with num_step=j, in the order it runs them: row 0 the support pass of step 0 then (MSL only) the
+    query pass after it, row 1 the support pass of step 1 then the query pass after it."""
+    config = _conv_config(per_step_bn_stats=True, update_lr=0.0, meta_lr=0.0, multi_step_loss=msl)
     model = mamlpp.MAMLPlusPlus(784, 2, 2, config, dtype=F64)
-    batch = _conv_batch(5, F64)
-    hand = [{p: _hand_conv_net(model, batch[i].numpy()[b])[1] for p, i in (('a', 0), ('b', 2))} for b in range(2)]
-    rows = [['a'], ['b', 'a'] if msl else ['a'], ['b']]
-    model.metatrain_step(*batch)
+    batches = [_conv_batch(5, F64), _conv_batch(8, F64)]
+    rows = [['a', 'b'] if msl else ['a'], ['a', 'b']]
+    for batch in batches:
+        model.metatrain_step(*batch)
     for i in range(4):
         for row, order in enumerate(rows):
-            mean, var = np.zeros(3), np.ones(3)
-            for task in hand:
-                for p in order:
-                    m, v, n = task[p][i]
-                    mean, var = 0.9 * mean + 0.1 * m, 0.9 * var + 0.1 * v * n / (n - 1)
+            mean, var = np.zeros(3), np.full(3, 0.81 if row == 0 else 1.0)
+            for batch in batches:
+                for b in range(2):
+                    for p in order:
+                        m, v, n = _hand_conv_net(model, batch[0 if p == 'a' else 2].numpy()[b])[1][i]
+                        mean, var = 0.9 * mean + 0.1 * m, 0.9 * var + 0.1 * v * n / (n - 1)
             np.testing.assert_allclose(model.bn_stats['%d/running_mean' % i].numpy()[row], mean, rtol=1e-9,
                                        atol=1e-12, err_msg=(i, row))
             np.testing.assert_allclose(model.bn_stats['%d/running_variance' % i].numpy()[row], var, rtol=1e-9,
                                        err_msg=(i, row))
 
 
-def test_evaluation_normalises_with_row_j_training_with_the_batch():
-    """evaluate: the pre-update support loss is the hand-computed net normalised with row 0's running
-    statistics, row 1 (one update: the first query pass, the second support pass) reaches the query losses and
-    not the pre-update loss, row 2 the second step's query loss only, and nothing changes; the meta-step ignores
-    the statistics (loss and weights bit for bit those of the learner without the flag)."""
-    config = _conv_config(per_step_bn_stats=True)
-    model = mamlpp.MAMLPlusPlus(784, 2, 2, config, dtype=F64)
+def test_per_step_bn_stats_normalise_nothing_and_evaluation_keeps_them():
+    """As the released code (F.batch_norm(training=True) in every pass): with any running statistics, evaluate
+    gives the flagless learner's outputs bit for bit (batch statistics) and leaves the statistics as they were
+    (the released backup / restore's intent), and the meta-step's loss and weights are the flagless learner's."""
+    model = mamlpp.MAMLPlusPlus(784, 2, 2, _conv_config(per_step_bn_stats=True), dtype=F64)
+    ref = mamlpp.MAMLPlusPlus(784, 2, 2, _conv_config(), dtype=F64)
     rng = np.random.RandomState(7)
     for k, v in model.bn_stats.items():
         v.assign(rng.normal(0, 0.3, v.shape) if k.endswith('mean') else rng.uniform(0.5, 2.0, v.shape))
-    for v in model.norm_weights.values():
+    for k, v in model.norm_weights.items():
         v.assign(rng.normal(0, 0.3, v.shape))
-    batch = _conv_batch(6, F64)
+        ref.norm_weights[k].assign(v)
     stats = {k: v.numpy().copy() for k, v in model.bn_stats.items()}
-    row0 = [(stats['%d/running_mean' % i][0], stats['%d/running_variance' % i][0]) for i in range(4)]
-    logits = [_hand_conv_net(model, batch[0].numpy()[b], row0)[0] for b in range(2)]
-    want = np.mean([float(tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(batch[1][b], logits[b])))
-                    for b in range(2)])
-    out = model.evaluate(*batch, num_updates=2)
-    np.testing.assert_allclose(float(out.total_loss1), want, rtol=1e-12)
+    batch = _conv_batch(6, F64)
+    out, want = model.evaluate(*batch, num_updates=3), ref.evaluate(*batch, num_updates=3)   # 3 > N: row N-1
+    for field, a, b in zip(out._fields, out, want):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=field)
     for k, v in model.bn_stats.items():
         np.testing.assert_array_equal(v.numpy(), stats[k], err_msg=k)
-    for row, changes in ((1, (False, True, True)), (2, (False, False, True))):
-        shift = np.zeros([3, 3])
-        shift[row] = [0.5, -0.5, 0.5]
-        model.bn_stats['2/running_mean'].assign(stats['2/running_mean'] + shift)
-        changed = model.evaluate(*batch, num_updates=2)
-        losses = [(float(o.total_loss1), *map(float, o.total_losses2)) for o in (out, changed)]
-        assert [x != y for x, y in zip(*losses)] == list(changes), row
-    model.bn_stats['2/running_mean'].assign(stats['2/running_mean'])
-    ref = mamlpp.MAMLPlusPlus(784, 2, 2, _conv_config(), dtype=F64)
-    for k, v in ref.norm_weights.items():
-        v.assign(model.norm_weights[k])
     assert model.metatrain_step(*batch).numpy() == ref.metatrain_step(*batch).numpy()
     for k, v in ref.meta_variables.items():
         np.testing.assert_array_equal(v.numpy(), model.meta_variables[k].numpy(), err_msg=k)
+    assert any(np.any(v.numpy() != stats[k]) for k, v in model.bn_stats.items())   # the meta-step updated them
+
+
+def test_diagnostic_hook_normalises_with_row_j():
+    """scripts/diagnose_bn_stats.py's `_normalise_with_running_stats` (the pre-2026-12-07 evaluation): the
+    pre-update loss is the hand-computed net normalised with row 0, and row 1 reaches only the second step's
+    support and query passes."""
+    model = mamlpp.MAMLPlusPlus(784, 2, 2, _conv_config(per_step_bn_stats=True), dtype=F64)
+    rng = np.random.RandomState(7)
+    for k, v in model.bn_stats.items():
+        v.assign(rng.normal(0, 0.3, v.shape) if k.endswith('mean') else rng.uniform(0.5, 2.0, v.shape))
+    batch = _conv_batch(6, F64)
+    row0 = [(model.bn_stats['%d/running_mean' % i].numpy()[0], model.bn_stats['%d/running_variance' % i].numpy()[0])
+            for i in range(4)]
+    logits = [_hand_conv_net(model, batch[0].numpy()[b], row0)[0] for b in range(2)]
+    want = np.mean([float(tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(batch[1][b], logits[b])))
+                    for b in range(2)])
+
+    def losses():
+        model._normalise_with_running_stats = True
+        try:
+            out = model.metalearn(*batch, 2)
+        finally:
+            model._normalise_with_running_stats = False
+        return [float(out.total_loss1), *map(float, out.total_losses2)]
+    before = losses()
+    np.testing.assert_allclose(before[0], want, rtol=1e-12)
+    model.bn_stats['2/running_mean'].assign_add(np.array([[0, 0, 0], [0.5, -0.5, 0.5]]))
+    assert [x != y for x, y in zip(before, losses())] == [False, False, True]
 
 
 def test_per_step_bn_stats_needs_batch_norm():
@@ -313,12 +340,14 @@ def test_per_step_bn_stats_needs_batch_norm():
         mamlpp.MAMLPlusPlus(1, 1, 2, _sine_config(norm='layer_norm', per_step_bn_stats=True))
 
 
-def test_per_step_bn_stats_comes_with_a_warning():
-    """Evaluating with running statistics gave chance accuracy on Omniglot (docs/RESULTS.md): main.py says so."""
+def test_per_step_bn_stats_has_no_warning_and_says_what_it_does():
+    """The flag changes no number any more (it is the released code's bookkeeping): main.py warns of nothing, and
+    its help says it never normalises."""
+    import dataclasses
     import main
-    assert main.config_warnings(Config(datasource='omniglot')) == []
-    (line,) = main.config_warnings(Config(datasource='omniglot', per_step_bn_stats=True, num_updates=5))
-    assert line.startswith('--per_step_bn_stats normalises evaluation with running statistics') and 'chance' in line
+    assert main.config_warnings(Config(datasource='omniglot', per_step_bn_stats=True, num_updates=5)) == []
+    (field,) = [f for f in dataclasses.fields(Config) if f.name == 'per_step_bn_stats']
+    assert 'never normalise' in field.metadata['help'] and 'no output changes' in field.metadata['help']
 
 
 # ---------------------------------------------------------------- resume
