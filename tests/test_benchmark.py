@@ -66,6 +66,8 @@ def test_sinusoid_all_fields(tmp_path):
 
     table = out_md.read_text()
     assert '| setting | mode |' in table and report['peak_assumption'] in table
+    assert report['machine']['vector_extensions'] in table and 'AVX-512' in report['machine']['vector_extensions']
+    assert f"machine: {benchmark.machine_line(report['machine'])}" in proc.stderr
     rows = [line for line in table.splitlines() if line.startswith('| d |')]
     assert [row.split('|')[2].strip() for row in rows[:3]] == ['xla', 'xla_loop', 'tf1']
     assert rows[0].split('|')[-3].strip() == f"{100 * results['xla']['dispatch_share']:.0f} %"
@@ -128,6 +130,36 @@ def test_peak_formula():
     peak, text = benchmark.cpu_peak(info)
     assert peak == 2 * 2 * 16 * 2 * 2.0 and '256 GFLOP/s' in text
     assert benchmark.cpu_peak(dict(info, flags={'fma'}))[0] == 128
+
+
+FAKE_CPUINFO = """processor	: 0
+vendor_id	: AuthenticAMD
+model name	: AMD EPYC 7B13
+cpu MHz		: 2450.000
+flags		: fpu sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi2 sha_ni
+processor	: 1
+model name	: AMD EPYC 7B13
+cpu MHz		: 2999.000
+flags		: fpu avx512f
+"""
+
+
+def test_cpuinfo_names_the_vector_extensions():
+    """The first processor's model, MHz and flags; AVX2 without AVX-512 as on the 2-core EPYC of issue 28."""
+    info = benchmark.parse_cpuinfo(FAKE_CPUINFO)
+    assert info['model'] == 'AMD EPYC 7B13' and info['mhz'] == 2450.0 and 'avx512f' not in info['flags']
+    assert benchmark.vector_extensions(info['flags']) == 'AVX, AVX2, FMA, no AVX-512, no AMX'
+    xeon = {'avx', 'avx2', 'fma', 'avx512f', 'avx512dq', 'avx512cd', 'avx512bw', 'avx512vl', 'avx512_vnni',
+            'avx512_bf16', 'amx_tile', 'amx_bf16', 'amx_int8'}
+    assert benchmark.vector_extensions(xeon) == \
+        'AVX, AVX2, FMA, AVX-512 (f dq cd bw vl vnni bf16), AMX (tile bf16 int8)'
+    assert benchmark.vector_extensions({'sse2'}) == 'no AVX, no AVX-512, no AMX'
+    assert benchmark.vector_extensions(set()) == 'vector extensions unknown (no CPU flags)'
+    assert benchmark.parse_cpuinfo('') == {'model': None, 'mhz': None, 'flags': set()}
+    machine = {'cpu_model': 'AMD EPYC 7B13', 'cores': 2, 'cpu_mhz': 2450.0}
+    assert benchmark.machine_line(dict(machine, vector_extensions='AVX2, FMA, no AVX-512, no AMX')) == \
+        'AMD EPYC 7B13, 2 cores, 2450.0 MHz reported, AVX2, FMA, no AVX-512, no AMX'
+    assert benchmark.machine_line(machine).endswith('vector extensions not recorded')   # an older report's JSON
 
 
 def test_unknown_setting_is_a_usage_error():
