@@ -189,3 +189,25 @@ def test_profile_step_names_the_kinds_of_ops():
     assert 'dot' in kinds and not any(k.startswith(('MatMul', 'dot.', 'dot_')) for k in kinds)
     shares = [float(line.split()[2]) for line in lines[1:]]
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100.01
+
+
+@pytest.mark.slow
+def test_profile_step_first_call_with_the_xla_cache(tmp_path):
+    """profile_step.py --first-call on tiny, twice with the persistent XLA cache: the first process writes one
+    entry, the second loads it (no new entry) and computes the same objectives and weights to the bit."""
+    def run():
+        proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'profile_step.py'), 'tiny',
+                               '--first-call', '--xla-cache', str(tmp_path)], capture_output=True, text=True,
+                              timeout=600, env={k: v for k, v in os.environ.items() if k != 'TF_XLA_FLAGS'})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = proc.stdout.splitlines()
+        assert [line.split(':')[0] for line in lines[:4]] == ['import', 'trace', 'first_call', 'next_3']
+        assert lines[4].startswith('traced 1 time(s); objectives ') and len(lines[4].split()) == 11
+        return lines[4], lines[5]
+    result, cache = run()
+    assert 'entries before [], after [(\'xla_compile_cache__' in cache and cache.count('xla_compile_cache__') == 1
+    again, cache_again = run()
+    assert again == result
+    entries = cache_again.split('entries before ')[1]
+    before, after = entries.split(', after ')
+    assert before == after and before.count('xla_compile_cache__') == 1
