@@ -36,7 +36,8 @@ def test_complete_entry_needs_every_byte_and_the_executable():
 
 
 def test_drop_incomplete_deletes_only_entries_cut_short(tmp_path):
-    whole, cut = tmp_path / 'xla_compile_cache__1__2__XLA_CPU_JIT.pb', tmp_path / 'xla_compile_cache__3__4__XLA_CPU_JIT.pb'
+    whole = tmp_path / 'xla_compile_cache__1__2__XLA_CPU_JIT.pb'
+    cut = tmp_path / 'xla_compile_cache__3__4__XLA_CPU_JIT.pb'
     other = tmp_path / 'notes.pb'
     whole.write_bytes(ENTRY)
     cut.write_bytes(ENTRY[:-3])
@@ -77,7 +78,8 @@ def test_enable_sets_the_flag_once_and_not_when_disabled(tmp_path, monkeypatch):
     monkeypatch.setattr(compile_cache, 'tensorflow_initialized', lambda: False)
     assert compile_cache.enable(str(tmp_path), disabled=True) is None and 'TF_XLA_FLAGS' not in os.environ
     directory = compile_cache.enable(str(tmp_path))
-    assert directory == os.path.join(str(tmp_path), '.xla_cache', compile_cache.machine_key()) and os.path.isdir(directory)
+    assert directory == os.path.join(str(tmp_path), '.xla_cache', compile_cache.machine_key())
+    assert os.path.isdir(directory)
     assert compile_cache.configured_dir(os.environ['TF_XLA_FLAGS']) == directory
     assert compile_cache.enable(str(tmp_path / 'other')) == directory        # the flag in force is kept
     monkeypatch.setenv('TF_XLA_FLAGS', '--tf_xla_auto_jit=2')
