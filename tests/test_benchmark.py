@@ -198,7 +198,7 @@ def test_profile_step_first_call_with_the_xla_cache(tmp_path):
     def run():
         proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'profile_step.py'), 'tiny',
                                '--first-call', '--xla-cache', str(tmp_path)], capture_output=True, text=True,
-                              timeout=600, env={k: v for k, v in os.environ.items() if k != 'TF_XLA_FLAGS'})
+                              timeout=1800, env={k: v for k, v in os.environ.items() if k != 'TF_XLA_FLAGS'})
         assert proc.returncode == 0, proc.stderr[-2000:]
         lines = proc.stdout.splitlines()
         assert [line.split(':')[0] for line in lines[:4]] == ['import', 'trace', 'first_call', 'next_3']
