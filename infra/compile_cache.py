@@ -8,9 +8,9 @@ for bit those of a compile). What a later process still pays: tracing the Python
 (the cache key is a hash of that HLO, checked in full on load).
 
 Three properties of TensorFlow's cache that this module works around:
-- TensorFlow reads TF_XLA_FLAGS once, when it initialises its devices (the first op, or main.import_tensorflow's
+- TensorFlow reads TF_XLA_FLAGS once, when it initialises its devices (the first op, or infra.quiet.import_tensorflow's
   device listing), not at `import tensorflow`: set later, the flag is ignored for the rest of the process.
-  `enable` is therefore called before main.import_tensorflow, and does nothing once TensorFlow is initialised.
+  `enable` is therefore called before import_tensorflow, and does nothing once TensorFlow is initialised.
 - Its key holds no CPU features, TensorFlow version or XLA_FLAGS, but the executable is machine code for this
   CPU: each machine key (`machine_key`) gets its own subfolder, so a logs folder copied to another machine
   compiles afresh there instead of loading code for another instruction set.
@@ -18,28 +18,20 @@ Three properties of TensorFlow's cache that this module works around:
   compile instead; and it writes entries in place, not atomically, so a process killed while writing leaves such
   an entry. `drop_incomplete` deletes entries that are not whole before TensorFlow sees them (`enable` runs it).
 """
-import contextlib
 import hashlib
 import os
 import platform
 import re
 import sys
-import threading
 
 CACHE_DIR = '.xla_cache'                          # under --logdir
 FLAG = '--tf_xla_persistent_cache_directory'
 ENTRY_PREFIX = 'xla_compile_cache'                # TensorFlow's default --tf_xla_persistent_cache_prefix
-# What TensorFlow prints on stderr around a compile, at C++ level ERROR (so TF_CPP_MIN_LOG_LEVEL=2 shows it):
-# each cache load first tries the entry as a text proto and logs that this failed (then reads it as binary, which
-# works); and XLA's banner for a compile over 2 minutes (five lines: 'E... slow_operation_alarm.cc:..] ', stars,
-# '[Compiling module ...] Very slow compile? ...', stars; later 'E... The operation took ...', an empty line and the
-# same three).
-COMPILE_NOISE = re.compile(
-    r'^(E\d{4} [\d:.]+ +\d+ text_format\.cc:\d+\] Error parsing text-format tensorflow\.XlaSerializedCacheEntry: .*'
-    r'|E\d{4} [\d:.]+ +\d+ slow_operation_alarm\.cc:\d+\] .*'
-    r'|\*{32}'
-    r'|\[Compiling module .*\] Very slow compile\? .*'
-    r'|)$')          # and the banner's empty line
+# What TensorFlow prints on stderr at each cache load, at C++ level ERROR (so TF_CPP_MIN_LOG_LEVEL=2 shows it): it
+# first tries the entry as a text proto and logs that this failed, then reads it as binary, which works. Harmless;
+# main.py's stderr filter (infra/quiet.py) should drop it with the start-up lines.
+LOAD_NOISE = re.compile(r'^E\d{4} [\d:.]+ +\d+ text_format\.cc:\d+\] Error parsing text-format '
+                        r'tensorflow\.XlaSerializedCacheEntry: .*$')
 
 
 def _tensorflow_version():
@@ -202,31 +194,3 @@ def enable(logdir, disabled=False):
     os.environ['TF_XLA_FLAGS'] = with_cache_flag(current, directory)
     return directory
 
-
-@contextlib.contextmanager
-def filtered_stderr(pattern=COMPILE_NOISE):
-    """Within the block, drops the lines written to file descriptor 2 (Python's and C++'s alike) that `pattern`
-    matches (default COMPILE_NOISE), and passes every other line on to the real stderr as it comes (a thread reads
-    them from a pipe), so that a compile of minutes shows its own lines but not XLA's banner or the cache's
-    text-format notice. On leaving, waits up to 10 s for the last lines."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    read_end, write_end = os.pipe()
-    os.dup2(write_end, 2)
-    os.close(write_end)
-
-    def copy():
-        with os.fdopen(read_end, 'rb') as lines:
-            for line in lines:
-                if not pattern.match(line.decode(errors='replace').rstrip('\r\n')):
-                    os.write(saved, line)
-
-    thread = threading.Thread(target=copy, name='filtered_stderr', daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)          # the pipe's last write end closes: the thread reads to its end
-        thread.join(timeout=10)
-        os.close(saved)

@@ -85,11 +85,11 @@ class UsageError(Exception):
 
 
 def tensorflow():
-    """The TensorFlow module, imported on first use through main.import_tensorflow: the lines TensorFlow writes
-    while it loads (absl's 'All log messages before absl::InitializeLog()' notice, 'Could not find cuda
-    drivers', CPU features) are hidden as main.py hides them, any other line passed on to stderr."""
-    import main
-    return main.import_tensorflow()
+    """The TensorFlow module, imported on first use through main.py's `infra.quiet.import_tensorflow`: the lines
+    TensorFlow writes while it loads (absl's 'All log messages before absl::InitializeLog()' notice, 'Could not
+    find cuda drivers', CPU features) are hidden as main.py hides them, any other line passed on to stderr."""
+    from infra import quiet
+    return quiet.import_tensorflow()
 
 
 # ------------------------------------------------------------------------------------ runs

@@ -445,7 +445,8 @@ def test_tensorflow_start_up_lines_are_hidden(tmp_path):
                            '--out', str(out)], capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.splitlines() == [str(out)]
+    from infra import quiet
     for line in proc.stderr.splitlines():
-        assert not main.TF_NOISE.match(line), line
+        assert not quiet.TF_NOISE.match(line), line
     assert 'absl::InitializeLog' not in proc.stderr and 'cuda drivers' not in proc.stderr, proc.stderr
     _check_png(str(out))
