@@ -105,24 +105,57 @@ DEFAULT_MODES = ('eager', 'function', 'xla', 'xla_loop', 'tf1')
 
 
 # ------------------------------------------------------------------------------------ machine
+# The vector extensions that decide which kernels XLA and oneDNN emit, as /proc/cpuinfo names them: (label, flags).
+AVX512_FLAGS = ('avx512f', 'avx512dq', 'avx512cd', 'avx512bw', 'avx512vl', 'avx512_vnni', 'avx512_bf16',
+                'avx512_fp16', 'avx512ifma', 'avx512vbmi', 'avx512_vbmi2', 'avx512_bitalg', 'avx512_vpopcntdq')
+AMX_FLAGS = ('amx_tile', 'amx_bf16', 'amx_int8', 'amx_fp16')
+
+
+def parse_cpuinfo(text):
+    """{'model', 'mhz', 'flags'} of the first processor in the text of /proc/cpuinfo: model name (None if absent),
+    `cpu MHz` as a float (None if absent) and the set of its `flags` (empty if absent)."""
+    info = {'model': None, 'mhz': None, 'flags': set()}
+    for line in text.splitlines():
+        key, _, value = line.partition(':')
+        key, value = key.strip(), value.strip()
+        if key == 'model name' and info['model'] is None:
+            info['model'] = value
+        elif key == 'cpu MHz' and info['mhz'] is None:
+            try:
+                info['mhz'] = float(value)
+            except ValueError:
+                pass
+        elif key == 'flags' and not info['flags']:
+            info['flags'] = set(value.split())
+    return info
+
+
 def cpu_info():
-    """{'model', 'cores', 'mhz', 'flags'} from /proc/cpuinfo (what the VM reports)."""
-    info = {'model': platform.processor() or 'unknown', 'mhz': None, 'flags': set()}
+    """{'model', 'cores', 'mhz', 'flags'} from /proc/cpuinfo (what the VM reports); without it (not Linux, or
+    unreadable) the model from `platform`, no MHz and no flags."""
     try:
         with open('/proc/cpuinfo') as f:
-            for line in f:
-                key, _, value = line.partition(':')
-                key, value = key.strip(), value.strip()
-                if key == 'model name':
-                    info['model'] = value
-                elif key == 'cpu MHz' and info['mhz'] is None:
-                    info['mhz'] = float(value)
-                elif key == 'flags' and not info['flags']:
-                    info['flags'] = set(value.split())
+            info = parse_cpuinfo(f.read())
     except OSError:
-        pass
+        info = {'model': None, 'mhz': None, 'flags': set()}
+    info['model'] = info['model'] or platform.processor() or 'unknown'
     info['cores'] = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
     return info
+
+
+def vector_extensions(flags):
+    """One line naming the CPU's vector extensions among `flags` (a set of /proc/cpuinfo flag names), e.g.
+    'AVX2, FMA, no AVX-512, no AMX' or 'AVX2, FMA, AVX-512 (f dq cd bw vl vnni bf16), AMX (tile bf16 int8)';
+    'vector extensions unknown (no CPU flags)' for an empty set (no /proc/cpuinfo): what tells the tables of
+    docs/SPEED.md apart, as XLA and oneDNN pick their kernels by these."""
+    if not flags:
+        return 'vector extensions unknown (no CPU flags)'
+    parts = [name for name, flag in (('AVX', 'avx'), ('AVX2', 'avx2'), ('FMA', 'fma')) if flag in flags] or ['no AVX']
+    avx512 = [f[6:].lstrip('_') for f in AVX512_FLAGS if f in flags]
+    parts.append(f"AVX-512 ({' '.join(avx512)})" if avx512 else 'no AVX-512')
+    amx = [f[4:] for f in AMX_FLAGS if f in flags]
+    parts.append(f"AMX ({' '.join(amx)})" if amx else 'no AMX')
+    return ', '.join(parts)
 
 
 def cpu_peak(info, ghz=None, fma_units=2):
@@ -143,6 +176,7 @@ def machine_info():
     info = cpu_info()
     return {'cpu_model': info['model'], 'cores': info['cores'], 'cpu_mhz': info['mhz'],
             'avx512': 'avx512f' in info['flags'], 'amx': 'amx_tile' in info['flags'],
+            'vector_extensions': vector_extensions(info['flags']),
             'python': platform.python_version(), 'platform': platform.platform()}
 
 
@@ -622,11 +656,17 @@ def _mode_label(result):
     return result['mode'] + ('' if precision == 'float32' else ' ' + precision)
 
 
+def machine_line(machine):
+    """'<model>, <cores> cores, <MHz> MHz reported, <vector extensions>' of a report's `machine` (a report written
+    before the extensions were recorded says 'vector extensions not recorded')."""
+    return (f"{machine['cpu_model']}, {machine['cores']} cores, {machine['cpu_mhz']} MHz reported, "
+            f"{machine.get('vector_extensions', 'vector extensions not recorded')}")
+
+
 def markdown(report):
     lines = [f"# Meta-train step benchmark ({report['date']})", '',
              f"Command: `{report['command']}`", '',
-             f"Machine: {report['machine']['cpu_model']}, {report['machine']['cores']} cores, "
-             f"{report['machine']['cpu_mhz']} MHz reported; TensorFlow {report['tensorflow']}; device {report['device']}"
+             f"Machine: {machine_line(report['machine'])}; TensorFlow {report['tensorflow']}; device {report['device']}"
              + (f"; XLA_FLAGS `{report['xla_flags']}`" if report['xla_flags'] else '') + '.',
              f"Load average (1/5/15 min) at start {report['loadavg_start']}, at end {report['loadavg_end']}.",
              f"Peak: {report['peak_assumption']}.", '',
@@ -750,9 +790,11 @@ def main(argv=None):
     info = cpu_info()
     peak, assumption = cpu_peak(info, args.peak_ghz)
     import tensorflow as tf   # noqa: F401 (only for its version in the parent)
+    machine = machine_info()
+    print(f"machine: {machine_line(machine)}; TensorFlow {tf.__version__}", file=sys.stderr, flush=True)
     report = {'date': datetime.datetime.now().isoformat(timespec='seconds'),
               'command': ' '.join(['python', 'scripts/benchmark.py'] + (argv if argv is not None else sys.argv[1:])),
-              'machine': machine_info(), 'tensorflow': tf.__version__, 'device': args.device,
+              'machine': machine, 'tensorflow': tf.__version__, 'device': args.device,
               'xla_flags': os.environ.get('XLA_FLAGS', ''), 'code': args.code or REPO,
               'peak_gflops': peak if args.device == 'cpu' else None,
               'peak_assumption': assumption if args.device == 'cpu' else 'n/a (GPU)',

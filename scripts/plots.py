@@ -84,6 +84,14 @@ class UsageError(Exception):
     """Something the user can fix; the message is one line: '<what is wrong>; <how to fix>'."""
 
 
+def tensorflow():
+    """The TensorFlow module, imported on first use through main.py's `infra.quiet.import_tensorflow`: the lines
+    TensorFlow writes while it loads (absl's 'All log messages before absl::InitializeLog()' notice, 'Could not
+    find cuda drivers', CPU features) are hidden as main.py hides them, any other line passed on to stderr."""
+    from infra import quiet
+    return quiet.import_tensorflow()
+
+
 # ------------------------------------------------------------------------------------ runs
 def config_from_exp_dir(exp_dir, **changes):
     """The Config of the run in `exp_dir` (`<logdir>/<exp_string>`), parsed back from its name.
@@ -114,7 +122,7 @@ def dataset_of(exp_dir):
     """'sinusoid', 'Omniglot' or 'MiniImagenet' by the shape of the first layer in the run's latest
     checkpoint (the inputs of `w1` or the channels of `conv1`), or None without a checkpoint or with an
     unknown shape."""
-    import tensorflow as tf
+    tf = tensorflow()
     prefix = tf.train.latest_checkpoint(exp_dir)
     if not prefix:
         return None
@@ -168,7 +176,7 @@ def recorded_iterations(exp_dir):
     """{'pretrain_iterations': ..., 'metatrain_iterations': ...} from the record main.py stores in its latest
     checkpoint (`record`: JSON with the run's config), or {} for a checkpoint without one."""
     import json
-    import tensorflow as tf
+    tf = tensorflow()
     prefix = tf.train.latest_checkpoint(exp_dir)
     try:
         reader = tf.train.load_checkpoint(prefix)
@@ -206,7 +214,7 @@ def adapted_weights(model, inputa, labela, num_steps):
     evaluation returns losses and outputs on its inputs, not the adapted weights themselves,
     which the fits figure evaluates on a dense grid.
     """
-    import tensorflow as tf
+    tf = tensorflow()
     fast = {k: tf.convert_to_tensor(v)[None] for k, v in model.weights.items()}
     weights = [fast]
     for _ in range(num_steps):
@@ -221,7 +229,7 @@ def adapted_weights(model, inputa, labela, num_steps):
 
 def predict(model, weights, x):
     """Predictions [len(x)] of the model with `weights` (one task) at the points `x`."""
-    import tensorflow as tf
+    tf = tensorflow()
     inp = tf.constant(np.asarray(x, np.float32).reshape(1, -1, 1))
     return model.forward(inp, weights).numpy()[0, :, 0]
 
@@ -239,7 +247,7 @@ def sine_task(seed, k):
 def fit_curves(model, x, y, steps=FIT_STEPS):
     """{0: pre-update, j: after j inner steps for j in `steps`} predictions of `model` on GRID,
     adapted on the points (x, y) at the model's update_lr."""
-    import tensorflow as tf
+    tf = tensorflow()
     inputa = tf.constant(np.asarray(x, np.float32).reshape(1, -1, 1))
     labela = tf.constant(np.asarray(y, np.float32).reshape(1, -1, 1))
     weights = adapted_weights(model, inputa, labela, max(steps))
@@ -296,7 +304,7 @@ def read_scalars(path):
     (a resumed run redoes the iterations after its last checkpoint) keeps the later value; a
     truncated last record (a run still writing) ends that file's reading.
     """
-    import tensorflow as tf
+    tf = tensorflow()
     scalars = collections.defaultdict(dict)
     for name in event_files(path):
         records = iter(tf.data.TFRecordDataset(name))

@@ -66,6 +66,8 @@ def test_sinusoid_all_fields(tmp_path):
 
     table = out_md.read_text()
     assert '| setting | mode |' in table and report['peak_assumption'] in table
+    assert report['machine']['vector_extensions'] in table and 'AVX-512' in report['machine']['vector_extensions']
+    assert f"machine: {benchmark.machine_line(report['machine'])}" in proc.stderr
     rows = [line for line in table.splitlines() if line.startswith('| d |')]
     assert [row.split('|')[2].strip() for row in rows[:3]] == ['xla', 'xla_loop', 'tf1']
     assert rows[0].split('|')[-3].strip() == f"{100 * results['xla']['dispatch_share']:.0f} %"
@@ -130,6 +132,36 @@ def test_peak_formula():
     assert benchmark.cpu_peak(dict(info, flags={'fma'}))[0] == 128
 
 
+FAKE_CPUINFO = """processor	: 0
+vendor_id	: AuthenticAMD
+model name	: AMD EPYC 7B13
+cpu MHz		: 2450.000
+flags		: fpu sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi2 sha_ni
+processor	: 1
+model name	: AMD EPYC 7B13
+cpu MHz		: 2999.000
+flags		: fpu avx512f
+"""
+
+
+def test_cpuinfo_names_the_vector_extensions():
+    """The first processor's model, MHz and flags; AVX2 without AVX-512 as on the 2-core EPYC of issue 28."""
+    info = benchmark.parse_cpuinfo(FAKE_CPUINFO)
+    assert info['model'] == 'AMD EPYC 7B13' and info['mhz'] == 2450.0 and 'avx512f' not in info['flags']
+    assert benchmark.vector_extensions(info['flags']) == 'AVX, AVX2, FMA, no AVX-512, no AMX'
+    xeon = {'avx', 'avx2', 'fma', 'avx512f', 'avx512dq', 'avx512cd', 'avx512bw', 'avx512vl', 'avx512_vnni',
+            'avx512_bf16', 'amx_tile', 'amx_bf16', 'amx_int8'}
+    assert benchmark.vector_extensions(xeon) == \
+        'AVX, AVX2, FMA, AVX-512 (f dq cd bw vl vnni bf16), AMX (tile bf16 int8)'
+    assert benchmark.vector_extensions({'sse2'}) == 'no AVX, no AVX-512, no AMX'
+    assert benchmark.vector_extensions(set()) == 'vector extensions unknown (no CPU flags)'
+    assert benchmark.parse_cpuinfo('') == {'model': None, 'mhz': None, 'flags': set()}
+    machine = {'cpu_model': 'AMD EPYC 7B13', 'cores': 2, 'cpu_mhz': 2450.0}
+    assert benchmark.machine_line(dict(machine, vector_extensions='AVX2, FMA, no AVX-512, no AMX')) == \
+        'AMD EPYC 7B13, 2 cores, 2450.0 MHz reported, AVX2, FMA, no AVX-512, no AMX'
+    assert benchmark.machine_line(machine).endswith('vector extensions not recorded')   # an older report's JSON
+
+
 def test_unknown_setting_is_a_usage_error():
     with pytest.raises(SystemExit):
         benchmark.parse_args(['e'])
@@ -157,3 +189,25 @@ def test_profile_step_names_the_kinds_of_ops():
     assert 'dot' in kinds and not any(k.startswith(('MatMul', 'dot.', 'dot_')) for k in kinds)
     shares = [float(line.split()[2]) for line in lines[1:]]
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100.01
+
+
+@pytest.mark.slow
+def test_profile_step_first_call_with_the_xla_cache(tmp_path):
+    """profile_step.py --first-call on tiny, twice with the persistent XLA cache: the first process writes one
+    entry, the second loads it (no new entry) and computes the same objectives and weights to the bit."""
+    def run():
+        proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'profile_step.py'), 'tiny',
+                               '--first-call', '--xla-cache', str(tmp_path)], capture_output=True, text=True,
+                              timeout=1800, env={k: v for k, v in os.environ.items() if k != 'TF_XLA_FLAGS'})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = proc.stdout.splitlines()
+        assert [line.split(':')[0] for line in lines[:4]] == ['import', 'trace', 'first_call', 'next_3']
+        assert lines[4].startswith('traced 1 time(s); objectives ') and len(lines[4].split()) == 11
+        return lines[4], lines[5]
+    result, cache = run()
+    assert 'entries before [], after [(\'xla_compile_cache__' in cache and cache.count('xla_compile_cache__') == 1
+    again, cache_again = run()
+    assert again == result
+    entries = cache_again.split('entries before ')[1]
+    before, after = entries.split(', after ')
+    assert before == after and before.count('xla_compile_cache__') == 1

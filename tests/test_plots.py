@@ -430,3 +430,23 @@ def test_all_skips_a_run_without_summaries_yet(tmp_path, capsys):
     captured = capsys.readouterr()
     assert 'skipped the curves of young' in captured.err
     assert os.path.exists(root / 'figures' / 'omniglot_5w1s_test.png')
+
+
+def test_tensorflow_start_up_lines_are_hidden(tmp_path):
+    """`plots.py curves` as a user runs it: TensorFlow's start-up notices (absl's 'All log messages before
+    absl::InitializeLog()', 'Could not find cuda drivers', CPU features) are not printed, as main.py hides them;
+    the PNG's path is the only output."""
+    import subprocess
+    run = _classification_run(tmp_path / 'omni' / exp_string(Config(datasource='omniglot', update_batch_size=1,
+                                                                      update_lr=0.4)), 0.9)
+    out = tmp_path / 'c.png'
+    env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}   # as a user's shell has it
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'plots.py'), 'curves', '--run', run,
+                           '--out', str(out)], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == [str(out)]
+    from infra import quiet
+    for line in proc.stderr.splitlines():
+        assert not quiet.TF_NOISE.match(line), line
+    assert 'absl::InitializeLog' not in proc.stderr and 'cuda drivers' not in proc.stderr, proc.stderr
+    _check_png(str(out))
