@@ -20,6 +20,15 @@ import config as config_lib
 DEFAULT = ('', 'default')
 BUILTIN = ('conv4', 'fc', 'resnet12', 'resnet12_gap')
 IMAGE_ONLY = ('conv4', 'resnet12', 'resnet12_gap')
+REGISTERED = {}    # name -> f(input_shape, num_outputs) -> keras.Model, given as a function (api.py)
+
+
+def register(function):
+    """The --network name under which `function` (input_shape, num_outputs) -> keras.Model is found in this process:
+    'py-<module>.<qualname>' (the Python API passes functions, not module paths)."""
+    name = f'py-{getattr(function, "__module__", "fn")}.{getattr(function, "__qualname__", "network")}'
+    REGISTERED[name] = function
+    return name
 
 
 def is_default(name):
@@ -84,7 +93,7 @@ def problem(config):
     name = config.network
     if is_default(name):
         return None
-    if name not in BUILTIN:
+    if name not in BUILTIN and name not in REGISTERED:
         why = _module_problem(name)
         if why:
             return why
@@ -130,6 +139,8 @@ def function(config, classification=True):
         return resnet12.resnet12
     if name == 'resnet12_gap':
         return lambda shape, n: resnet12.resnet12(shape, n, avg_pool=True)
+    if name in REGISTERED:
+        return REGISTERED[name]
     return resolve(name)
 
 

@@ -1,0 +1,1 @@
+"""Worked examples of maml-tf2 on a user's own network and data (see examples/README.md)."""
