@@ -22,25 +22,31 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import config as config_lib  # noqa: E402
 import main  # noqa: E402
 from infra.checks import UsageError  # noqa: E402
 
 SIGNATURE = 'adapt_and_predict'
 
 
-def image_shape(config):
-    """(H, W, C) of the run's images."""
+def image_shape(config, dim_input=None):
+    """(H, W, C) of the run's images (a user's data: C from --channels or the images, H = W from the learner's
+    input width `dim_input`)."""
+    if config_lib.regression(config):
+        raise UsageError(f'--datasource={config.datasource}: export writes image classifiers; use an image data '
+                         f'source (omniglot, miniimagenet, folder, tfds:NAME)')
     if config.datasource == 'omniglot':
         return 28, 28, 1
     if config.datasource == 'miniimagenet':
         return 84, 84, 3
-    raise UsageError(f'--datasource={config.datasource}: export writes image classifiers; use omniglot or '
-                     f'miniimagenet')
+    c = config_lib.image_channels(config)
+    size = config.img_size if dim_input is None else int(round((dim_input / c) ** 0.5))
+    return size, size, c
 
 
 def to_inputs(images, config):
     """The learner's input rows [n, H*W*C] of caller images [n, H, W, C] in [0, 1]: the data pipeline's pixels
-    (Omniglot with MAML's protocol: 1 - x, the original's inversion; otherwise x)."""
+    (Omniglot with MAML's protocol: 1 - x, the original's inversion; otherwise x, as a folder's or TFDS's v / 255)."""
     import tensorflow as tf
     x = tf.reshape(images, [tf.shape(images)[0], -1])
     if config.datasource == 'omniglot' and config.protocol == 'maml':
@@ -59,7 +65,7 @@ def classifier(experiment):
     import tensorflow as tf
     rc, model = experiment.run_config, experiment.model
     n, k, q = rc.num_classes, rc.update_batch_size, query_per_class(rc)
-    h, w, c = image_shape(rc)
+    h, w, c = image_shape(rc, model.dim_input)
 
     def adapt_and_predict(support_images, support_labels, query_images):
         inputa = to_inputs(support_images, rc)[None]
@@ -85,9 +91,10 @@ def export(experiment, out):
     rc = experiment.run_config
     module = classifier(experiment)
     n, k, q = rc.num_classes, rc.update_batch_size, query_per_class(rc)
+    shape = image_shape(rc, experiment.model.dim_input)
     info = {'signature': SIGNATURE, 'checkpoint': experiment.restored_from, 'iterations_trained': experiment.start_itr,
-            'method': rc.method, 'datasource': rc.datasource, 'ways': n, 'support_shape': [n * k, *image_shape(rc)],
-            'query_shape': [n * q, *image_shape(rc)], 'logits_shape': [n * q, n],
+            'method': rc.method, 'datasource': rc.datasource, 'ways': n, 'support_shape': [n * k, *shape],
+            'query_shape': [n * q, *shape], 'logits_shape': [n * q, n],
             'config': dataclasses.asdict(experiment.config)}
     tmp = f'{out.rstrip(os.sep)}.tmp{os.getpid()}'
     try:
