@@ -55,8 +55,8 @@ def check_config(config, explicit=()):
     if why:
         raise UsageError(why)
     if config_lib.datasource_kind(c.datasource) is None:
-        raise UsageError(f'unknown --datasource={c.datasource!r}; use sinusoid, omniglot, miniimagenet, folder or '
-                         f'tfds:NAME')
+        raise UsageError(f'unknown --datasource={c.datasource!r}; use sinusoid, omniglot or miniimagenet, or for your '
+                         f'own data folder, tfds:NAME or MODULE:FUNCTION (docs/DATA.md)')
     if c.method not in ('reptile',) + config_lib.INNER_LOOP and config_lib.regression(c):
         raise UsageError(f'--method={c.method} classifies images; use --datasource=omniglot or miniimagenet')
     if c.protocol == 'reptile' and (c.method != 'reptile' or c.datasource != 'omniglot'):

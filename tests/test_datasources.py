@@ -254,7 +254,8 @@ def test_main_trains_and_tests_on_a_folder(tmp_path, capsys, monkeypatch):
 
 
 def test_main_rejects_an_unknown_datasource_in_one_line(tmp_path):
-    with pytest.raises(main.UsageError, match='use sinusoid, omniglot, miniimagenet, folder or tfds:NAME'):
+    with pytest.raises(main.UsageError, match="unknown --datasource='nope'; use sinusoid, omniglot or miniimagenet, "
+                                              "or for your own data folder, tfds:NAME or MODULE:FUNCTION"):
         main.check_config(Config(datasource='nope'))
 
 
