@@ -61,7 +61,7 @@ def test_exported_classifier_gives_the_evaluations_logits_without_the_repository
     r = subprocess.run([sys.executable, SCRIPT, *_argv(config), '--out=' + str(out)], capture_output=True, text=True,
                        timeout=600, env=env)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith(f'[maml-tf2] wrote {out}: SavedModel with adapt_and_predict(')
+    assert r.stdout.splitlines()[-1].startswith(f'[maml-tf2] wrote {out}: SavedModel with adapt_and_predict(')
     with open(out / 'maml_tf2.json') as f:
         info = json.load(f)
     assert info['support_shape'] == [3, 28, 28, 1] and info['query_shape'] == [3, 28, 28, 1]
