@@ -11,6 +11,7 @@ What the rest of the code calls:
   (networks/learners.py); `base` itself for the default network (learners.learner_class).
 - `build(config, dim_input, num_outputs)`: the KerasNetwork (networks/keras_net.py) of `config.network`.
 """
+import contextlib
 import importlib
 import os
 import sys
@@ -36,6 +37,21 @@ def is_default(name):
     return name in DEFAULT
 
 
+@contextlib.contextmanager
+def _working_directory_on_path():
+    """sys.path with the working directory first while the block runs (MODULE of --network=MODULE:FUNCTION is
+    looked up there, as `python main.py` finds modules beside the command)."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added:
+            sys.path.remove(cwd)
+
+
 def resolve(name):
     """The function `f(input_shape, num_outputs) -> keras.Model` that `--network=name` names (not a built-in).
     Raises ValueError with a one-line message if MODULE does not import or has no callable FUNCTION."""
@@ -43,19 +59,13 @@ def resolve(name):
     if not module_name or not function_name:
         raise ValueError(f'unknown --network={name!r}; use default, {", ".join(BUILTIN)} or MODULE:FUNCTION '
                          f'(a function (input_shape, num_outputs) -> keras.Model in MODULE.py)')
-    cwd = os.getcwd()
-    added = cwd not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
     try:
-        module = importlib.import_module(module_name)
+        with _working_directory_on_path():
+            module = importlib.import_module(module_name)
     except Exception as e:   # the user's module: any exception is one line
         first = str(e).splitlines()[0] if str(e) else ''
         raise ValueError(f'--network={name}: cannot import {module_name} ({type(e).__name__}: {first}); put '
                          f'{module_name}.py in the working directory or on PYTHONPATH') from None
-    finally:
-        if added:
-            sys.path.remove(cwd)
     function = getattr(module, function_name, None)
     if function is None or not callable(function):
         raise ValueError(f'--network={name}: {module_name} has no function {function_name!r}; define '
@@ -71,17 +81,11 @@ def _module_problem(name):
     if not module_name or not function_name:
         return (f'unknown --network={name!r}; use default, {", ".join(BUILTIN)} or MODULE:FUNCTION '
                 f'(a function (input_shape, num_outputs) -> keras.Model in MODULE.py)')
-    cwd = os.getcwd()
-    added = cwd not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
     try:
-        spec = importlib.util.find_spec(module_name)
+        with _working_directory_on_path():
+            spec = importlib.util.find_spec(module_name)
     except Exception as e:   # a parent package that does not import
         spec, module_name = None, f'{module_name} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""})'
-    finally:
-        if added:
-            sys.path.remove(cwd)
     if spec is None:
         return (f'--network={name}: cannot import {module_name}; put {name.partition(":")[0]}.py in the working '
                 f'directory or on PYTHONPATH')
