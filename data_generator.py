@@ -151,11 +151,17 @@ class DataGenerator:
             raise DataError(f'unknown --datasource={self.datasource!r}: use sinusoid, omniglot, miniimagenet, '
                             f'folder or tfds:NAME')
 
-    # ---- Omniglot ----
-    def _init_omniglot(self, config):
+    def _set_ways(self, config):
+        """Sets num_classes (N of the evaluation tasks) and train_num_classes (N of the meta-training tasks:
+        --train_classes where a learner has it, else N); returns N."""
         n = self.num_classes = config.num_classes
         ways = getattr(config, 'train_classes', -1)
         self.train_num_classes = ways if ways is not None and ways > 0 else n
+        return n
+
+    # ---- Omniglot ----
+    def _init_omniglot(self, config):
+        n = self._set_ways(config)
         self.img_size = OMNIGLOT_SIZE
         self.dim_input = int(np.prod(self.img_size))
         self.dim_output = n
@@ -278,9 +284,7 @@ class DataGenerator:
         x / 255, never inverted or rotated."""
         if self.protocol != 'maml':
             raise DataError(f'--protocol={self.protocol} is implemented for omniglot only; use --protocol=maml')
-        n = self.num_classes = config.num_classes
-        ways = getattr(config, 'train_classes', -1)
-        self.train_num_classes = ways if ways is not None and ways > 0 else n
+        n = self._set_ways(config)
         self.dim_output = n
         self.rotate = False
         self.in_memory = True
@@ -330,9 +334,7 @@ class DataGenerator:
     def _init_miniimagenet(self, config):
         if self.protocol != 'maml':
             raise DataError(f'--protocol={self.protocol} is implemented for omniglot only; use --protocol=maml')
-        n = self.num_classes = config.num_classes
-        ways = getattr(config, 'train_classes', -1)
-        self.train_num_classes = ways if ways is not None and ways > 0 else n
+        n = self._set_ways(config)
         self.img_size = MINI_SIZE
         self.dim_input = int(np.prod(self.img_size)) * 3
         self.dim_output = n
