@@ -132,6 +132,7 @@ class Config:
     loss_scale: float = 128.0            # --precision=float16: the inner and outer losses are multiplied by this before
                                          # differentiating (their gradients divided by it after)
     tf32: bool = False                   # let TensorFlow use TF32 for float32 products on Ampere+ GPUs
+    xla_cache: bool = True               # TensorFlow's persistent XLA cache in <logdir>/.xla_cache (infra/compile_cache.py)
     # ---- learners beyond MAML: flags defined from these fields by main.py (help text in the metadata) ----
     network: str = _flag('', 'the network: \'\' or default (the paper\'s for the data source), conv4, fc, resnet12, '
                          'resnet12_gap (global average pooling) or MODULE:FUNCTION, a function (input_shape, '

@@ -154,6 +154,9 @@ def define_flags(flag_values=FLAGS):
                        '(Omniglot conv: 1)', **f)
     flags.DEFINE_bool('tf32', d.tf32, 'let float32 products use TF32 on Ampere and newer GPUs (TensorFlow\'s '
                       'default; maml-tf2 turns it off for the original\'s float32 numbers)', **f)
+    flags.DEFINE_bool('xla_cache', d.xla_cache, 'keep what XLA compiles in <logdir>/.xla_cache/<machine> and load it '
+                      'in later runs of the same shapes (a resume, --train=False, a test) instead of compiling '
+                      'again (TensorFlow\'s persistent compilation cache; results bit for bit the same)', **f)
     flags.DEFINE_bool('verbose', False, 'show TensorFlow\'s own start-up and info lines (hidden by default)', **f)
     ## The learners beyond MAML: one flag per Config field that carries its help text
     define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
@@ -300,10 +303,11 @@ def train(experiment, intervals=None, after_step=None):
     val_batches = batches.stream(e, train=False) if e.model.classification else None
     with training_folder(e) as writer:
         print('Done initializing, starting training.')
+        first = actions.FirstIteration(e)
         summaries = actions.Summaries(e, iv.summary, writer, val_batches)
         checkpoints = actions.Checkpoints(e, iv.save)
-        prints = actions.Prints(e, iv.print, total, summaries, checkpoints, writer)
-        todo = [summaries, prints, checkpoints, actions.Validation(e, iv.test_print, val_batches)]   # in order
+        prints = actions.Prints(e, iv.print, total, summaries, checkpoints, writer, first)
+        todo = [first, summaries, prints, checkpoints, actions.Validation(e, iv.test_print, val_batches)]   # in order
         steps = actions.Steps(e, total, train_batches, todo, checkpoints)
         for itr in range(e.start_itr, total):
             batch = steps.batch(itr)
@@ -427,6 +431,9 @@ def main(argv):
     if multi_worker:
         print(f'[maml-tf2] --distribute=multi_worker: {distribute_lib.task_name()} of '
               f'{distribute_lib.num_workers()} joining the cluster of TF_CONFIG (waits for all of them)', flush=True)
+    if FLAGS.xla and FLAGS.xla_cache:   # before TensorFlow reads TF_XLA_FLAGS, at its device initialisation
+        from infra import compile_cache
+        compile_cache.enable(FLAGS.logdir)
     try:
         import_tensorflow(verbose, FLAGS.cpu_devices if FLAGS.cpu_devices > 1 else 1, multi_worker)
     except distribute_lib.Error as e:

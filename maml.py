@@ -49,6 +49,8 @@ class MAML(tf.Module):
     trains_on_tasks = True          # meta-trains on meta-batches of tasks (else: `pretrain_step_on_batch` on mini-batches)
     summarizes_every_task = True    # the training summaries evaluate every task of the meta-batch (else the first)
     adapts = True                   # evaluation adapts with inner steps (else: T = 0, query accuracy only)
+    batch_split = 'tasks'           # --distribute splits the meta-batch's tasks ('queries': each episode's query
+                                    # rows; 'rows': each pre-training mini-batch's rows; infra/distribute.py)
 
     @staticmethod
     def summary_updates(config):

@@ -4,8 +4,8 @@ The loop itself only runs the learner's steps (`Steps`); everything else an iter
 with `begin(itr, batch)` (before the step, which sees the weights the step starts from: the original
 evaluated its summaries with the update, i.e. on the weights before it), `end(itr, objective)` (after
 it) and `close(itr)` (once, after the last iteration). In the order they run, as the original's train():
-`Summaries` (every `Intervals.summary`), `Progress` (the first iteration of each phase apart, s/it, ETA),
-`Prints` (the original's `Iteration N: pre, post` line), `Checkpoints` (every `Intervals.save`, nothing
+`FirstIteration` (the first iteration of each phase apart: it traces and compiles the step), `Summaries` (every
+`Intervals.summary`), `Prints` (the original's `Iteration N: pre, post` line, s/it, ETA), `Checkpoints` (every `Intervals.save`, nothing
 non-finite ever saved), `Validation` (the original's `Validation results` line). `reads_weights_after(itr)`
 tells `Steps` where a chunk of several steps per compiled call (--steps_per_execution) has to end.
 """
@@ -157,7 +157,33 @@ class Summaries(Action):
     def __init__(self, experiment, every, writer, val_batches):
         self.e, self.every, self.writer, self.val_batches = experiment, every, writer, val_batches
         self.classification = experiment.model.classification
-        self.prelosses, self.postlosses, self.before = [], [], None
+        self.prelosses, self.postlosses, self.tasks, self.snapshot, self.traced = [], [], None, None, False
+
+    def _variables(self):
+        """Every variable of the learner's checkpoint (weights, statistics, optimizer slots)."""
+        import tensorflow as tf
+        root = tf.train.Checkpoint(**self.e.model.checkpoint_items())   # the view holds it weakly
+        return [v for v in tf.train.TrackableView(root).descendants() if isinstance(v, tf.Variable)]
+
+    def _evaluate(self, tasks, snapshot=None):
+        """The learner's `evaluate` of `tasks` on the current weights, or on `snapshot` (values of `_variables()`,
+        put back after). The first call in a process says that it traces (and compiles) `evaluate`."""
+        import tensorflow as tf
+        if not self.traced:
+            xla = 'and compiling (XLA) ' if self.e.run_config.xla else ''
+            print(f'[maml-tf2] tracing {xla}the evaluation of the training summaries ...', flush=True)
+            self.traced = True
+        if snapshot is None:
+            return self.e.model.evaluate(*tasks)
+        variables = self._variables()
+        current = [tf.identity(v) for v in variables]
+        for v, value in zip(variables, snapshot):
+            v.assign(value)
+        try:
+            return self.e.model.evaluate(*tasks)
+        finally:
+            for v, value in zip(variables, current):
+                v.assign(value)
 
     def reads_before(self, itr):
         return itr % self.every == 0
@@ -166,34 +192,42 @@ class Summaries(Action):
         return self.classification and itr != 0 and itr % self.every == 0
 
     def begin(self, itr, batch):
+        """The original fetched these summaries with the update, from the weights before it: they are copied here
+        and evaluated in `end`, after the step, so that a first iteration compiles the step alone (and before
+        `evaluate`, which keeps the step's traced name, the key of the persistent XLA cache, the same in a
+        resumed run)."""
+        import tensorflow as tf
         model = self.e.model
-        self.before = None
-        if itr % self.every == 0 and model.trains_on_tasks:   # the original fetched these with the update
-            self.before = model.evaluate(*summary_tasks(model, batch))
+        self.tasks = self.snapshot = None
+        if itr % self.every == 0 and model.trains_on_tasks:
+            self.tasks = summary_tasks(model, batch)
+            self.snapshot = [tf.identity(v) for v in self._variables()]
 
     def end(self, itr, objective):
         if itr % self.every:
             return
         model, w = self.e.model, self.writer
-        if self.before is None:   # pre-training on mini-batches: its loss, then accuracy on a validation task
-            val = model.evaluate(*summary_tasks(model, next(self.val_batches)))
+        if self.tasks is None:   # pre-training on mini-batches: its loss, then accuracy on a validation task
+            val = self._evaluate(summary_tasks(model, next(self.val_batches)))
             self.prelosses.append(float(objective))
             self.postlosses.append(val.total_accuracy1.numpy())
             if w:
                 write_scalars(w, 'metatrain_', {'Pre-update loss': objective}, itr)
                 write_scalars(w, 'metaval_', summary_values(val, True), itr)
             return
-        post_loss, post_acc = post_update(self.before, summary_step(model, self.e.run_config))
-        result = [self.before.total_loss1, post_loss]
+        before = self._evaluate(self.tasks, self.snapshot)
+        self.tasks = self.snapshot = None
+        post_loss, post_acc = post_update(before, summary_step(model, self.e.run_config))
+        result = [before.total_loss1, post_loss]
         if self.classification:
-            result += [self.before.total_accuracy1, post_acc]
+            result += [before.total_accuracy1, post_acc]
         self.prelosses.append(result[-2].numpy())
         self.postlosses.append(result[-1].numpy())
         if w:
-            write_scalars(w, 'metatrain_', summary_values(self.before, self.classification), itr)
+            write_scalars(w, 'metatrain_', summary_values(before, self.classification), itr)
             if self.classification:   # the original's merge_all also ran the metaval tensors
                 write_scalars(w, 'metaval_', summary_values(
-                    model.evaluate(*summary_tasks(model, next(self.val_batches))), True), itr)
+                    self._evaluate(summary_tasks(model, next(self.val_batches))), True), itr)
 
     def take_means(self):
         """(mean pre, mean post) of the values collected since the last call, or None; clears them."""
@@ -204,16 +238,14 @@ class Summaries(Action):
         return means
 
 
-class Prints(Action):
-    """What train() prints as it goes: the first iteration of each phase apart (tracing, XLA compile), the
-    original's `Iteration N: <pre>, <post>` every `intervals.print` iterations, and `it N/total  s/it  ETA` with
-    it and at least every PROGRESS_SECONDS; `close` prints the closing summary."""
+class FirstIteration(Action):
+    """The first iteration of each phase apart (it traces and compiles the step): says so before it, with how long
+    that took last time in this folder (COMPILE_RECORD), so that a long first iteration is not mistaken for a hang,
+    and how long it took after it, before anything else at that iteration (the training summaries' evaluation
+    compiles after this line). `compile_s` and `n_first` sum them up for Prints' closing line."""
 
-    def __init__(self, experiment, every, total, summaries, checkpoints, writer):
-        self.e, self.every, self.total = experiment, every, total
-        self.summaries, self.checkpoints, self.writer = summaries, checkpoints, writer
-        self.start = self.last_time = self.last_print = self.t0 = time.perf_counter()   # t0: the iteration's start
-        self.last_itr, self.compile_s, self.n_first, self.last_means = experiment.start_itr, 0.0, 0, None
+    def __init__(self, experiment):
+        self.e, self.t0, self.compile_s, self.n_first = experiment, time.perf_counter(), 0.0, 0
 
     def _first(self, itr):
         return itr in (self.e.start_itr, self.e.run_config.pretrain_iterations)   # traces (and compiles) the step
@@ -222,8 +254,8 @@ class Prints(Action):
         return self._first(itr)
 
     def begin(self, itr, batch):
-        """Before the first iteration of a phase: says that it traces (and compiles) the step, and how long that
-        took last time in this folder (COMPILE_RECORD), so that a long first iteration is not mistaken for a hang."""
+        if itr != self.e.start_itr:   # the run's first iteration counts from the loop's start (its first batch)
+            self.t0 = time.perf_counter()
         if self._first(itr):
             rc, phase = self.e.run_config, self._phase(itr)
             last = read_compile_seconds(self.e.exp_dir).get(phase)
@@ -237,16 +269,32 @@ class Prints(Action):
         return ('pretraining' if itr < rc.pretrain_iterations else 'meta-training') + (':xla' if rc.xla else ':graph')
 
     def end(self, itr, objective):
-        rc, now, first = self.e.run_config, time.perf_counter(), self._first(itr)
+        if not self._first(itr):
+            return
+        rc, seconds = self.e.run_config, time.perf_counter() - self.t0
+        self.compile_s, self.n_first = self.compile_s + seconds, self.n_first + 1
+        print(f'[maml-tf2] first {"pretraining" if itr < rc.pretrain_iterations else "meta-training"} iteration '
+              f'({itr}): {seconds:.1f}s (tracing{" and XLA compile" if rc.xla else ""}); s/it and ETA count the '
+              f'steps after it', flush=True)
+        from infra import distribute as distribute_lib
+        if distribute_lib.is_chief(self.e.config):   # the chief's folder
+            write_compile_seconds(self.e.exp_dir, self._phase(itr), seconds)
+
+
+class Prints(Action):
+    """What train() prints as it goes: the original's `Iteration N: <pre>, <post>` every `intervals.print`
+    iterations, and `it N/total  s/it  ETA` with it and at least every PROGRESS_SECONDS, counting the iterations
+    after each phase's first (`first`, the FirstIteration action); `close` prints the closing summary."""
+
+    def __init__(self, experiment, every, total, summaries, checkpoints, writer, first):
+        self.e, self.every, self.total, self.first = experiment, every, total, first
+        self.summaries, self.checkpoints, self.writer = summaries, checkpoints, writer
+        self.start = self.last_time = self.last_print = time.perf_counter()
+        self.last_itr, self.last_means = experiment.start_itr, None
+
+    def end(self, itr, objective):
+        rc, now, first = self.e.run_config, time.perf_counter(), self.first._first(itr)
         pretraining = itr < rc.pretrain_iterations
-        if first:
-            self.compile_s, self.n_first = self.compile_s + now - self.t0, self.n_first + 1
-            print(f'[maml-tf2] first {"pretraining" if pretraining else "meta-training"} iteration ({itr}): '
-                  f'{now - self.t0:.1f}s (tracing{" and XLA compile" if rc.xla else ""}); s/it and ETA count the '
-                  f'steps after it', flush=True)
-            from infra import distribute as distribute_lib
-            if distribute_lib.is_chief(self.e.config):   # the chief's folder
-                write_compile_seconds(self.e.exp_dir, self._phase(itr), now - self.t0)
         if itr != 0 and itr % self.every == 0:
             print_str = ('Pretrain Iteration ' + str(itr) if pretraining else
                          'Iteration ' + str(itr - rc.pretrain_iterations))
@@ -260,16 +308,16 @@ class Prints(Action):
             self.last_print = now
         if first:
             self.last_time, self.last_itr, self.last_print = now, itr, now
-        self.t0 = time.perf_counter()
 
     def close(self, itr):
         from infra import distribute as distribute_lib
         e, model = self.e, self.e.model
         done = itr + 1 - e.start_itr
         wall = time.perf_counter() - self.start
-        steady = f', then {(wall - self.compile_s) / (done - self.n_first):.4f} s/it' if done > self.n_first else ''
+        compile_s, n_first = self.first.compile_s, self.first.n_first
+        steady = f', then {(wall - compile_s) / (done - n_first):.4f} s/it' if done > n_first else ''
         print(f'[maml-tf2] trained iterations {e.start_itr}..{itr} of {self.total} in {duration(wall)} (first '
-              f'iteration of each phase {self.compile_s:.1f}s{steady})')
+              f'iteration of each phase {compile_s:.1f}s{steady})')
         kept = ', '.join(os.path.basename(p) for p in e.checkpointer.kept)
         chief = distribute_lib.is_chief(e.config)
         if chief:   # a multi_worker worker's own checkpoint is a temporary copy

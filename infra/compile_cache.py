@@ -173,11 +173,11 @@ def enable(logdir, disabled=False):
     """Turns TensorFlow's persistent XLA compilation cache on for this process (and the processes it starts) by
     adding --tf_xla_persistent_cache_directory to TF_XLA_FLAGS; returns the cache directory in use, or None.
 
-    The directory is `cache_dir(logdir)` (`<logdir>/.xla_cache/<machine key>`), created here, with entries cut
-    short deleted (`drop_incomplete`). Returns None without changing anything when `disabled` (main.py's flag to
-    turn it off) or when TensorFlow is already initialised in this process (it has read TF_XLA_FLAGS; a later
+    The directory is `cache_dir(logdir)` (`<logdir>/.xla_cache/<machine key>`), with entries cut short deleted
+    (`drop_incomplete`); TensorFlow creates it when it first writes an entry, so that a run that stops at a usage
+    or data error leaves nothing behind. Returns None without changing anything when `disabled` (main.py's flag
+    to turn it off) or when TensorFlow is already initialised in this process (it has read TF_XLA_FLAGS; a later
     change has no effect). A directory the user set in TF_XLA_FLAGS is kept and returned (cleaned the same way).
-    Raises OSError when the directory cannot be created (the caller reports it, or runs without the cache).
     """
     if disabled:
         return None
@@ -189,7 +189,6 @@ def enable(logdir, disabled=False):
     if tensorflow_initialized():
         return None
     directory = cache_dir(logdir)
-    os.makedirs(directory, exist_ok=True)
     drop_incomplete(directory)
     os.environ['TF_XLA_FLAGS'] = with_cache_flag(current, directory)
     return directory

@@ -178,9 +178,11 @@ def start_multi_worker():
     return _multi_worker
 
 
-SPLITS_TASKS = ('maml', 'metasgd', 'anil', 'reptile')    # the learners whose meta-batch of tasks is split
-SPLITS_QUERIES = ('protonet', 'matchingnet')               # each episode's query rows
-SPLITS_ROWS = ('baseline', 'baseline_pp')                  # each pre-training mini-batch's rows
+def batch_split(config):
+    """What --distribute splits over the replicas for `config`'s learner, its `batch_split` trait: 'tasks' (the
+    meta-batch), 'queries' (each episode's query rows) or 'rows' (each pre-training mini-batch's rows)."""
+    import learners
+    return learners.learner_class(config).batch_split
 
 
 def make_strategy(config):
@@ -205,11 +207,12 @@ def check_split(config, replicas):
     that splits tasks must be a multiple of them (equal shares, as MAML's); a row split needs at least one row
     per replica (the mini-batch of the baselines; the query rows of the metric learners are checked when the
     step sees them)."""
-    if config.method in SPLITS_ROWS:
+    split = batch_split(config)
+    if split == 'rows':
         if config.batch_size < replicas:
             raise Error(f'--batch_size={config.batch_size} does not split over {replicas} replicas; pass at least '
                         f'{replicas} (one row per replica; the global mini-batch is the same whatever the replicas)')
-    elif config.method not in SPLITS_QUERIES:
+    elif split == 'tasks':
         check_divisible(config.meta_batch_size, replicas)
 
 
@@ -492,7 +495,8 @@ def cluster_problem(config, environ=None):
         workers = num_workers(environ)
     except Error as e:
         return str(e)
-    if config.train and config.method in SPLITS_TASKS and config.meta_batch_size % workers:
+    # (the learner, and so TensorFlow, is imported only when the meta-batch does not split)
+    if config.train and config.meta_batch_size % workers and batch_split(config) == 'tasks':
         return (f'--meta_batch_size={config.meta_batch_size} does not split over the {workers} workers of '
                 f'{TF_CONFIG}; pass a multiple of {workers} (of the workers times each one\'s GPUs)')
     return None

@@ -10,6 +10,8 @@ import sys
 import tempfile
 import threading
 
+from infra.compile_cache import LOAD_NOISE
+
 # TensorFlow's start-up lines (hidden unless --verbose): absl's notice, the C++ INFO / WARNING lines (oneDNN, CUDA
 # stubs, CPU features, XLA service) and the failed cuInit of a machine without a GPU.
 TF_NOISE = re.compile(r'^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR'
@@ -22,13 +24,13 @@ XLA_BANNER = re.compile(r'slow_operation_alarm\.cc:\d+\]|Very slow compile\?')
 
 
 class LineFilter:
-    """keep(line) -> False for TF_NOISE and XLA's banner (a banner line, and the blank or all-'*' lines after one)."""
+    """keep(line) -> False for TF_NOISE, the XLA cache's load notice and XLA's banner (a banner line, and the blank or all-'*' lines after one)."""
 
     def __init__(self):
         self.banner = False
 
     def keep(self, line):
-        if TF_NOISE.match(line) or XLA_BANNER.search(line):
+        if TF_NOISE.match(line) or LOAD_NOISE.match(line) or XLA_BANNER.search(line):
             self.banner = bool(XLA_BANNER.search(line))
             return False
         if self.banner and set(line.strip()) <= {'*'}:

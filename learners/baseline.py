@@ -115,6 +115,7 @@ class Baseline(Conv4Learner):
     init_scheme = 'closer_look'
     cosine = False
     trains_on_tasks = False   # pre-trains on mini-batches of all meta-training classes
+    batch_split = 'rows'
 
     @classmethod
     def build(cls, dim_input, dim_output, test_num_updates, config, data_generator):

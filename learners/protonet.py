@@ -131,6 +131,7 @@ class Conv4Learner(tf.Module):
     """
     init_scheme = 'torch'
     trains_on_tasks, summarizes_every_task, adapts = True, False, True   # see maml.MAML
+    batch_split = 'queries'
     summary_updates = staticmethod(lambda config: None)
     meta_train_shots = staticmethod(lambda config: config.update_batch_size)
     train_samples_per_class = staticmethod(lambda config: None)

@@ -128,6 +128,7 @@ class Reptile(tf.Module):
     net_class = MAML     # the network of --protocol=maml (networks/ puts a Keras model's MAML here)
 
     trains_on_tasks, summarizes_every_task, adapts = True, False, True   # see maml.MAML
+    batch_split = 'tasks'
     summary_updates = staticmethod(lambda config: None)   # the prints report after --eval_iters steps
 
     @staticmethod

@@ -79,7 +79,7 @@ def test_enable_sets_the_flag_once_and_not_when_disabled(tmp_path, monkeypatch):
     assert compile_cache.enable(str(tmp_path), disabled=True) is None and 'TF_XLA_FLAGS' not in os.environ
     directory = compile_cache.enable(str(tmp_path))
     assert directory == os.path.join(str(tmp_path), '.xla_cache', compile_cache.machine_key())
-    assert os.path.isdir(directory)
+    assert not os.path.exists(directory)   # TensorFlow creates it at its first write: a failed start leaves nothing
     assert compile_cache.configured_dir(os.environ['TF_XLA_FLAGS']) == directory
     assert compile_cache.enable(str(tmp_path / 'other')) == directory        # the flag in force is kept
     monkeypatch.setenv('TF_XLA_FLAGS', '--tf_xla_auto_jit=2')
@@ -135,3 +135,40 @@ def test_a_second_process_loads_the_executable(tmp_path):
 def test_the_flag_is_ignored_once_tensorflow_has_devices(tmp_path):
     value, entries, loaded = _probe(str(tmp_path), when='after_devices')
     assert entries == 0 and not loaded
+
+
+def _main(logdir, *args):
+    """Runs main.py on a tiny sinusoid run in `logdir`, TensorFlow logging which cache entries it loads (seen with
+    --verbose); returns (stderr, the cache entries under logdir)."""
+    env = {k: v for k, v in os.environ.items() if k != 'TF_XLA_FLAGS'}
+    env.update(TF_CPP_MIN_LOG_LEVEL='0', TF_CPP_VMODULE='device_executable_persistor=1')
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'main.py'), '--datasource=sinusoid',
+                           '--meta_batch_size=2', '--update_batch_size=5', '--logdir=' + logdir, *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    entries = sorted((os.path.relpath(os.path.join(d, n), logdir), os.path.getmtime(os.path.join(d, n)))
+                     for d, _, names in os.walk(logdir) for n in names if n.startswith(compile_cache.ENTRY_PREFIX))
+    return proc.stderr, entries
+
+
+def test_main_keeps_what_it_compiles_in_the_logdir_and_a_later_run_loads_it(tmp_path):
+    """--xla_cache=False writes no cache; by default main.py keeps what XLA compiles in
+    <logdir>/.xla_cache/<machine key>, and a later run that traces the same functions under the same names (here a
+    second resume: a first resume traces one more function before the step, the checkpoint's restore, so its step's
+    name differs from a fresh run's) compiles nothing new and shows no load notice."""
+    logdir = str(tmp_path / 'logs')
+    _, none = _main(logdir, '--metatrain_iterations=2', '--xla_cache=False')
+    assert none == [] and not os.path.exists(os.path.join(logdir, '.xla_cache'))
+    _, first = _main(logdir, '--metatrain_iterations=4')
+    assert first and all(path.startswith(os.path.join('.xla_cache', compile_cache.machine_key()) + os.sep)
+                         for path, _ in first)
+    stderr, second = _main(logdir, '--metatrain_iterations=6', '--verbose')
+    assert second == first                     # the same entries, none written again
+    assert 'Loading cached entry for: __inference__metatrain_step' in stderr
+
+
+def test_main_hides_the_load_notice():
+    from infra import quiet
+    notice = ('E0000 00:00:1796665434.484966   12281 text_format.cc:378] Error parsing text-format '
+              'tensorflow.XlaSerializedCacheEntry: 2:1: Expected identifier, got: 4')
+    assert quiet.drop_lines([notice, 'Iteration 100: 0.5, 0.4']) == ['Iteration 100: 0.5, 0.4']

@@ -83,8 +83,9 @@ def _chunks(e, total, classification, intervals):
     e.model = SimpleNamespace(classification=classification, trains_on_tasks=True, metatrain_steps=None)
     e.checkpointer, e.restored_from = SimpleNamespace(kept=[]), None
     val = iter(()) if classification else None
-    todo = [actions.Summaries(e, intervals.summary, None, val), actions.Prints(e, intervals.print, total, None, None, None),
-            actions.Checkpoints(e, intervals.save), actions.Validation(e, intervals.test_print, val)]
+    first = actions.FirstIteration(e)
+    todo = [first, actions.Summaries(e, intervals.summary, None, val),
+            actions.Prints(e, intervals.print, total, None, None, None, first), actions.Checkpoints(e, intervals.save), actions.Validation(e, intervals.test_print, val)]
     steps = actions.Steps(e, total, None, todo, None)
     itr, sizes = e.start_itr, []
     while itr < total:

@@ -138,13 +138,16 @@ def test_sinusoid_train_then_test_as_the_original(tmp_path, capsys):
     assert out[1] == '[maml-tf2] iteration 0: tracing the meta-training step ...'   # nothing recorded yet
     assert out[2].startswith('[maml-tf2] first meta-training iteration (0): ') and out[2].endswith(
         's (tracing); s/it and ETA count the steps after it')
-    assert out[3].startswith('Iteration 20: ') and len(out[3].split(': ')[1].split(', ')) == 2
-    assert out[4].startswith('[maml-tf2] it 20/30  ') and ' s/it  ETA ' in out[4]
-    assert out[5].startswith('[maml-tf2] trained iterations 0..29 of 30 in ')
-    assert out[6] == (f'[maml-tf2] checkpoint {exp_dir}/model29 (kept: model20, model29; list in {exp_dir}/checkpoint)'
+    # the summaries of iteration 0 (on the weights before its step) are evaluated after its line: the first
+    # iteration traces the step alone
+    assert out[3] == '[maml-tf2] tracing the evaluation of the training summaries ...'
+    assert out[4].startswith('Iteration 20: ') and len(out[4].split(': ')[1].split(', ')) == 2
+    assert out[5].startswith('[maml-tf2] it 20/30  ') and ' s/it  ETA ' in out[5]
+    assert out[6].startswith('[maml-tf2] trained iterations 0..29 of 30 in ')
+    assert out[7] == (f'[maml-tf2] checkpoint {exp_dir}/model29 (kept: model20, model29; list in {exp_dir}/checkpoint)'
                       f'; TensorBoard summaries in {exp_dir}')
-    assert out[7].startswith('[maml-tf2] last training summaries: pre-update loss ')
-    assert len(out) == 9
+    assert out[8].startswith('[maml-tf2] last training summaries: pre-update loss ')
+    assert len(out) == 10
     assert sorted(os.listdir(exp_dir)) == sorted(
         ['.train.lock', '.first_iteration.json', 'checkpoint', 'model20.index', 'model20.data-00000-of-00001',
          'model29.index', 'model29.data-00000-of-00001'] +
