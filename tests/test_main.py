@@ -128,6 +128,24 @@ def _csv(path):
         return list(csv.reader(f))
 
 
+def test_summaries_evaluate_the_weights_before_the_step_and_keep_the_steps_weights(tmp_path):
+    """The summaries copy the weights at `begin` and evaluate the copy at `end`, after the step: their values are
+    `evaluate` before the step (the original fetched them with the update), and the step's weights stay."""
+    e = main.prepare(_sine(tmp_path, norm='batch_norm'))
+    batch = next(batches.stream(e, train=True))
+    expected = e.model.evaluate(*actions.summary_tasks(e.model, batch))
+    summaries = actions.Summaries(e, 10, None, None)
+    summaries.begin(0, batch)
+    before = [v.numpy() for v in summaries._variables()]
+    e.model.metatrain_step(*batch)
+    stepped = [v.numpy() for v in summaries._variables()]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, stepped))
+    summaries.end(0, None)
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(stepped, summaries._variables()))
+    post_loss, _ = actions.post_update(expected, e.run_config.num_updates)
+    assert summaries.take_means() == (expected.total_loss1.numpy(), post_loss.numpy())
+
+
 def test_sinusoid_train_then_test_as_the_original(tmp_path, capsys):
     config = _sine(tmp_path)
     done = main.train(main.prepare(config), FAST)
