@@ -4,9 +4,9 @@ The loop itself only runs the learner's steps (`Steps`); everything else an iter
 with `begin(itr, batch)` (before the step, which sees the weights the step starts from: the original
 evaluated its summaries with the update, i.e. on the weights before it), `end(itr, objective)` (after
 it) and `close(itr)` (once, after the last iteration). In the order they run, as the original's train():
-`FirstIteration` (the first iteration of each phase apart: it traces and compiles the step), `Summaries` (every
-`Intervals.summary`), `Prints` (the original's `Iteration N: pre, post` line, s/it, ETA), `Checkpoints` (every `Intervals.save`, nothing
-non-finite ever saved), `Validation` (the original's `Validation results` line). `reads_weights_after(itr)`
+`FirstIteration` (the first iteration of each phase apart: it traces and compiles the step), `Summaries`
+(every `Intervals.summary`), `Prints` (the original's `Iteration N: pre, post` line, s/it, ETA), `Checkpoints`
+(every `Intervals.save`, nothing non-finite ever saved), `Validation` (the original's `Validation results` line). `reads_weights_after(itr)`
 tells `Steps` where a chunk of several steps per compiled call (--steps_per_execution) has to end.
 """
 import dataclasses
@@ -157,7 +157,8 @@ class Summaries(Action):
     def __init__(self, experiment, every, writer, val_batches):
         self.e, self.every, self.writer, self.val_batches = experiment, every, writer, val_batches
         self.classification = experiment.model.classification
-        self.prelosses, self.postlosses, self.tasks, self.snapshot, self.traced = [], [], None, None, False
+        self.prelosses, self.postlosses, self.tasks, self.snapshot = [], [], None, None
+        self.compile_s = None   # seconds of the first evaluation (tracing and compiling `evaluate`), once done
 
     def _variables(self):
         """Every variable of the learner's checkpoint (weights, statistics, optimizer slots)."""
@@ -167,23 +168,28 @@ class Summaries(Action):
 
     def _evaluate(self, tasks, snapshot=None):
         """The learner's `evaluate` of `tasks` on the current weights, or on `snapshot` (values of `_variables()`,
-        put back after). The first call in a process says that it traces (and compiles) `evaluate`."""
+        put back after). The first call in a process says that it traces (and compiles) `evaluate`, and its time is
+        kept in `compile_s` (Prints leaves it out of the s/it)."""
         import tensorflow as tf
-        if not self.traced:
+        start = time.perf_counter()
+        if self.compile_s is None:
             xla = 'and compiling (XLA) ' if self.e.run_config.xla else ''
             print(f'[maml-tf2] tracing {xla}the evaluation of the training summaries ...', flush=True)
-            self.traced = True
         if snapshot is None:
-            return self.e.model.evaluate(*tasks)
-        variables = self._variables()
-        current = [tf.identity(v) for v in variables]
-        for v, value in zip(variables, snapshot):
-            v.assign(value)
-        try:
-            return self.e.model.evaluate(*tasks)
-        finally:
-            for v, value in zip(variables, current):
+            out = self.e.model.evaluate(*tasks)
+        else:
+            variables = self._variables()
+            current = [tf.identity(v) for v in variables]
+            for v, value in zip(variables, snapshot):
                 v.assign(value)
+            try:
+                out = self.e.model.evaluate(*tasks)
+            finally:
+                for v, value in zip(variables, current):
+                    v.assign(value)
+        if self.compile_s is None:
+            self.compile_s = time.perf_counter() - start
+        return out
 
     def reads_before(self, itr):
         return itr % self.every == 0
@@ -193,9 +199,8 @@ class Summaries(Action):
 
     def begin(self, itr, batch):
         """The original fetched these summaries with the update, from the weights before it: they are copied here
-        and evaluated in `end`, after the step, so that a first iteration compiles the step alone (and before
-        `evaluate`, which keeps the step's traced name, the key of the persistent XLA cache, the same in a
-        resumed run)."""
+        and evaluated in `end`, after the step, so that a first iteration compiles the step alone (and traces it
+        before `evaluate`)."""
         import tensorflow as tf
         model = self.e.model
         self.tasks = self.snapshot = None
@@ -315,9 +320,12 @@ class Prints(Action):
         done = itr + 1 - e.start_itr
         wall = time.perf_counter() - self.start
         compile_s, n_first = self.first.compile_s, self.first.n_first
-        steady = f', then {(wall - compile_s) / (done - n_first):.4f} s/it' if done > n_first else ''
+        summary_s = self.summaries.compile_s if self.summaries and self.summaries.compile_s is not None else 0.0
+        steady = (f', then {(wall - compile_s - summary_s) / (done - n_first):.4f} s/it' if done > n_first
+                  else '')
         print(f'[maml-tf2] trained iterations {e.start_itr}..{itr} of {self.total} in {duration(wall)} (first '
-              f'iteration of each phase {compile_s:.1f}s{steady})')
+              f'iteration of each phase {compile_s:.1f}s' + (f', first summary evaluation {summary_s:.1f}s'
+                                                             if summary_s else '') + f'{steady})')
         kept = ', '.join(os.path.basename(p) for p in e.checkpointer.kept)
         chief = distribute_lib.is_chief(e.config)
         if chief:   # a multi_worker worker's own checkpoint is a temporary copy
