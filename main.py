@@ -155,8 +155,10 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_bool('tf32', d.tf32, 'let float32 products use TF32 on Ampere and newer GPUs (TensorFlow\'s '
                       'default; maml-tf2 turns it off for the original\'s float32 numbers)', **f)
     flags.DEFINE_bool('xla_cache', d.xla_cache, 'keep what XLA compiles in <logdir>/.xla_cache/<machine> and load it '
-                      'in later runs of the same shapes (a resume, --train=False, a test) instead of compiling '
-                      'again (TensorFlow\'s persistent compilation cache; results bit for bit the same)', **f)
+                      'in later runs that trace the same functions (a second test of a checkpoint, a resume of a '
+                      'resumed run) instead of compiling '
+                      'again (TensorFlow\'s persistent compilation cache; results bit for bit the same; off with '
+                      '--distribute=multi_worker)', **f)
     flags.DEFINE_bool('verbose', False, 'show TensorFlow\'s own start-up and info lines (hidden by default)', **f)
     ## The learners beyond MAML: one flag per Config field that carries its help text
     define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
@@ -431,7 +433,9 @@ def main(argv):
     if multi_worker:
         print(f'[maml-tf2] --distribute=multi_worker: {distribute_lib.task_name()} of '
               f'{distribute_lib.num_workers()} joining the cluster of TF_CONFIG (waits for all of them)', flush=True)
-    if FLAGS.xla and FLAGS.xla_cache:   # before TensorFlow reads TF_XLA_FLAGS, at its device initialisation
+    # before TensorFlow reads TF_XLA_FLAGS, at its device initialisation; not with multi_worker, whose processes
+    # would write the same entries into one folder at once (TensorFlow writes them in place, not atomically)
+    if FLAGS.xla and FLAGS.xla_cache and FLAGS.distribute != 'multi_worker':
         from infra import compile_cache
         compile_cache.enable(FLAGS.logdir)
     try:
