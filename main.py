@@ -433,11 +433,9 @@ def main(argv):
     if multi_worker:
         print(f'[maml-tf2] --distribute=multi_worker: {distribute_lib.task_name()} of '
               f'{distribute_lib.num_workers()} joining the cluster of TF_CONFIG (waits for all of them)', flush=True)
-    # before TensorFlow reads TF_XLA_FLAGS, at its device initialisation; not with multi_worker, whose processes
-    # would write the same entries into one folder at once (TensorFlow writes them in place, not atomically)
-    if FLAGS.xla and FLAGS.xla_cache and FLAGS.distribute != 'multi_worker':
-        from infra import compile_cache
-        compile_cache.enable(FLAGS.logdir)
+    from infra import compile_cache   # before TensorFlow reads TF_XLA_FLAGS; multi_worker: see docs/SCALING.md
+    compile_cache.enable(FLAGS.logdir,
+                         disabled=not (FLAGS.xla and FLAGS.xla_cache) or FLAGS.distribute == 'multi_worker')
     try:
         import_tensorflow(verbose, FLAGS.cpu_devices if FLAGS.cpu_devices > 1 else 1, multi_worker)
     except distribute_lib.Error as e:

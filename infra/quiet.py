@@ -24,7 +24,8 @@ XLA_BANNER = re.compile(r'slow_operation_alarm\.cc:\d+\]|Very slow compile\?')
 
 
 class LineFilter:
-    """keep(line) -> False for TF_NOISE, the XLA cache's load notice and XLA's banner (a banner line, and the blank or all-'*' lines after one)."""
+    """keep(line) -> False for TF_NOISE, the XLA cache's load notice and XLA's banner (a banner line, and the blank
+    or all-'*' lines after one)."""
 
     def __init__(self):
         self.banner = False
