@@ -209,6 +209,11 @@ class Experiment:
     start_itr: int              # first iteration to run (iterations done by the restored checkpoint)
     restored_from: str | None
 
+    def twin(self):
+        """Another learner like `model`, with variables of its own (infra.actions.Evaluator evaluates copies of the
+        weights on it while the training changes them)."""
+        return build_learner(self.run_config, self.data_generator)
+
 
 def prepare(config, explicit=()):
     """Checks `config`, builds the data generator and the model, restores the checkpoint to resume or test
@@ -309,17 +314,23 @@ def train(experiment, intervals=None, after_step=None):
         summaries = actions.Summaries(e, iv.summary, writer, val_batches)
         checkpoints = actions.Checkpoints(e, iv.save)
         prints = actions.Prints(e, iv.print, total, summaries, checkpoints, writer, first)
-        todo = [first, summaries, prints, checkpoints, actions.Validation(e, iv.test_print, val_batches)]   # in order
+        validation = actions.Validation(e, iv.test_print, val_batches, summaries)
+        todo = [first, summaries, prints, checkpoints, validation]   # in order
         steps = actions.Steps(e, total, train_batches, todo, checkpoints)
-        for itr in range(e.start_itr, total):
-            batch = steps.batch(itr)
-            for action in todo:
-                action.begin(itr, batch)
-            objective = steps.run(itr)
-            for action in todo:
-                action.end(itr, objective)
-            if after_step:
-                after_step(itr)
+        try:
+            for itr in range(e.start_itr, total):
+                batch = steps.batch(itr)
+                for action in todo:
+                    action.begin(itr, batch)
+                objective = steps.run(itr)
+                for action in todo:
+                    action.end(itr, objective)
+                if after_step:
+                    after_step(itr)
+        except BaseException:
+            summaries.abandon()
+            raise
+        summaries.close(itr)
         checkpoints.close(itr)
         prints.close(itr)
     return itr + 1

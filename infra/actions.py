@@ -148,48 +148,85 @@ class Action:
         return False
 
 
+def learner_variables(model):
+    """Every variable of the learner's checkpoint (weights, statistics, optimizer slots), in the checkpoint's order."""
+    import tensorflow as tf
+    root = tf.train.Checkpoint(**model.checkpoint_items())   # the view holds it weakly
+    return [v for v in tf.train.TrackableView(root).descendants() if isinstance(v, tf.Variable)]
+
+
+class Evaluator:
+    """The learner's `evaluate` on copies of its variables (`copy()`), run by a twin of the learner
+    (`experiment.twin()`: the same learner with variables of its own), so that an evaluation can run while the
+    steps change the weights. The summaries evaluate the weights from before a step after it, and the first
+    evaluation of a run (tracing `evaluate` and compiling it: 2-3 times the step on Omniglot) runs in a background
+    thread (`submit`) while the training goes on; every value is the one `model.evaluate` gives on those weights."""
+
+    def __init__(self, experiment):
+        self.model, self.twin = experiment.model, experiment.twin()
+        self.variables = learner_variables(self.model)
+        self.twin_variables = learner_variables(self.twin)
+        if [(v.shape, v.dtype) for v in self.variables] != [(v.shape, v.dtype) for v in self.twin_variables]:
+            raise RuntimeError(f'{type(self.model).__name__}: a second instance holds other variables; create every '
+                               f'variable (optimizer slots too) in the constructor')
+
+    def copy(self):
+        """The values of the learner's variables now (a list of tensors)."""
+        import tensorflow as tf
+        return [tf.identity(v) for v in self.variables]
+
+    def __call__(self, tasks, values=None):
+        """The learner's MetaOutput for `tasks` on `values` (from `copy()`; None: the variables now)."""
+        for v, value in zip(self.twin_variables, self.copy() if values is None else values):
+            v.assign(value)
+        return self.twin.evaluate(*tasks)
+
+    def submit(self, jobs):
+        """Starts [self(tasks, values) for tasks, values in jobs] in a background thread; returns `wait()`, which
+        waits for them and returns their MetaOutputs (or raises what they raised). Nothing else may use the
+        evaluator until then."""
+        import threading
+        result = {}
+
+        def run():
+            try:
+                result['outs'] = [self(tasks, values) for tasks, values in jobs]
+            except BaseException as e:   # re-raised by wait(), in the training's thread
+                result['error'] = e
+        thread = threading.Thread(target=run, name='maml-tf2 first evaluation', daemon=True)
+        thread.start()
+
+        def wait():
+            thread.join()
+            if 'error' in result:
+                raise result['error']
+            return result['outs']
+        return wait
+
+
 class Summaries(Action):
     """The original's summaries every `intervals.summary` iterations: the meta-batch's losses (and accuracies)
     before and after the inner steps, on the weights before the update (TensorBoard `metatrain_*`), and a
     validation meta-batch's (`metaval_*`); for a learner pre-training on mini-batches, its loss and a validation
-    task's accuracy. Collects the values the original's prints average (`prelosses`, `postlosses`)."""
+    task's accuracy. Collects the values the original's prints average (`prelosses`, `postlosses`).
+
+    The first evaluation traces and compiles `evaluate`: it runs in the background (`Evaluator.submit`) and its
+    values are recorded at the next summary iteration, or at `close`, in the order the original wrote them."""
 
     def __init__(self, experiment, every, writer, val_batches):
         self.e, self.every, self.writer, self.val_batches = experiment, every, writer, val_batches
+        self._evaluator = None
         self.classification = experiment.model.classification
         self.prelosses, self.postlosses, self.tasks, self.snapshot = [], [], None, None
-        self.compile_s = None   # seconds of the first evaluation (tracing and compiling `evaluate`), once done
+        self.pending = None     # (itr, objective, wait, start) of the evaluation running in the background
+        self.compile_s = None   # seconds the training waited for the first evaluation (tracing, compiling), once done
 
-    def _variables(self):
-        """Every variable of the learner's checkpoint (weights, statistics, optimizer slots)."""
-        import tensorflow as tf
-        root = tf.train.Checkpoint(**self.e.model.checkpoint_items())   # the view holds it weakly
-        return [v for v in tf.train.TrackableView(root).descendants() if isinstance(v, tf.Variable)]
-
-    def _evaluate(self, tasks, snapshot=None):
-        """The learner's `evaluate` of `tasks` on the current weights, or on `snapshot` (values of `_variables()`,
-        put back after). The first call in a process says that it traces (and compiles) `evaluate`, and its time is
-        kept in `compile_s` (Prints leaves it out of the s/it)."""
-        import tensorflow as tf
-        start = time.perf_counter()
-        if self.compile_s is None:
-            xla = 'and compiling (XLA) ' if self.e.run_config.xla else ''
-            print(f'[maml-tf2] tracing {xla}the evaluation of the training summaries ...', flush=True)
-        if snapshot is None:
-            out = self.e.model.evaluate(*tasks)
-        else:
-            variables = self._variables()
-            current = [tf.identity(v) for v in variables]
-            for v, value in zip(variables, snapshot):
-                v.assign(value)
-            try:
-                out = self.e.model.evaluate(*tasks)
-            finally:
-                for v, value in zip(variables, current):
-                    v.assign(value)
-        if self.compile_s is None:
-            self.compile_s = time.perf_counter() - start
-        return out
+    @property
+    def evaluator(self):
+        """The Evaluator of the summaries and Validation (built at first use, in the training's thread)."""
+        if self._evaluator is None:
+            self._evaluator = Evaluator(self.e)
+        return self._evaluator
 
     def reads_before(self, itr):
         return itr % self.every == 0
@@ -199,30 +236,81 @@ class Summaries(Action):
 
     def begin(self, itr, batch):
         """The original fetched these summaries with the update, from the weights before it: they are copied here
-        and evaluated in `end`, after the step, so that a first iteration compiles the step alone (and traces it
-        before `evaluate`)."""
-        import tensorflow as tf
+        and evaluated in `end`, after the step, so that a first iteration compiles the step alone."""
         model = self.e.model
         self.tasks = self.snapshot = None
-        if itr % self.every == 0 and model.trains_on_tasks:
-            self.tasks = summary_tasks(model, batch)
-            self.snapshot = [tf.identity(v) for v in self._variables()]
+        if itr % self.every == 0:
+            self.settle()
+            if model.trains_on_tasks:
+                self.tasks, self.snapshot = summary_tasks(model, batch), self.evaluator.copy()
 
     def end(self, itr, objective):
         if itr % self.every:
             return
-        model, w = self.e.model, self.writer
+        model = self.e.model
         if self.tasks is None:   # pre-training on mini-batches: its loss, then accuracy on a validation task
-            val = self._evaluate(summary_tasks(model, next(self.val_batches)))
+            jobs = [(summary_tasks(model, next(self.val_batches)), None)]
+        else:   # the original's merge_all also ran the metaval tensors
+            jobs = [(self.tasks, self.snapshot)]
+            if self.writer and self.classification:
+                jobs.append((summary_tasks(model, next(self.val_batches)), None))
+        self.tasks = self.snapshot = None
+        if self.compile_s is not None:
+            self.record(itr, objective, [self.evaluator(*job) for job in jobs])
+            return
+        xla = 'and compiling (XLA) ' if self.e.run_config.xla else ''
+        print(f'[maml-tf2] tracing {xla}the evaluation of the training summaries in the background; the training '
+              f'goes on and iteration {itr}\'s summaries are written at the next ones ({itr + self.every})', flush=True)
+        jobs = [(tasks, self.evaluator.copy() if values is None else values) for tasks, values in jobs]
+        self.pending = (itr, objective, self.evaluator.submit(jobs), time.perf_counter())
+
+    def settle(self):
+        """Waits for the evaluation running in the background (if any) and records its values."""
+        if self.pending is None:
+            return
+        itr, objective, wait, start = self.pending
+        self.pending, waited = None, time.perf_counter()
+        outs = wait()
+        now = time.perf_counter()
+        self.compile_s = now - waited
+        print(f'[maml-tf2] the training summaries\' evaluation was traced{" and compiled" if self.e.run_config.xla else ""} '
+              f'in the background in {now - start:.1f}s; the training waited {self.compile_s:.1f}s for it', flush=True)
+        self.record(itr, objective, outs)
+
+    def close(self, itr):
+        self.settle()
+
+    def abandon(self):
+        """Waits for the evaluation running in the background, if any, without recording it: for a training that
+        stops on an exception (a process that exits while TensorFlow compiles in another thread aborts)."""
+        if self.pending is None:
+            return
+        wait, self.pending = self.pending[2], None
+        print("[maml-tf2] stopping: waiting for the summaries' evaluation, compiling in the background, to end",
+              flush=True)
+        while True:
+            try:
+                wait()
+                return
+            except KeyboardInterrupt:   # a second Ctrl-C: the wait goes on (exiting now would abort the process)
+                continue
+            except Exception:   # the training's own exception is the one to report
+                return
+
+    def record(self, itr, objective, outs):
+        """Collects and writes iteration `itr`'s summaries from the evaluations' MetaOutputs (`outs`, as `end` asked
+        for them)."""
+        w = self.writer
+        if not self.e.model.trains_on_tasks:
+            val, = outs
             self.prelosses.append(float(objective))
             self.postlosses.append(val.total_accuracy1.numpy())
             if w:
                 write_scalars(w, 'metatrain_', {'Pre-update loss': objective}, itr)
                 write_scalars(w, 'metaval_', summary_values(val, True), itr)
             return
-        before = self._evaluate(self.tasks, self.snapshot)
-        self.tasks = self.snapshot = None
-        post_loss, post_acc = post_update(before, summary_step(model, self.e.run_config))
+        before = outs[0]
+        post_loss, post_acc = post_update(before, summary_step(self.e.model, self.e.run_config))
         result = [before.total_loss1, post_loss]
         if self.classification:
             result += [before.total_accuracy1, post_acc]
@@ -230,9 +318,8 @@ class Summaries(Action):
         self.postlosses.append(result[-1].numpy())
         if w:
             write_scalars(w, 'metatrain_', summary_values(before, self.classification), itr)
-            if self.classification:   # the original's merge_all also ran the metaval tensors
-                write_scalars(w, 'metaval_', summary_values(
-                    self._evaluate(summary_tasks(model, next(self.val_batches))), True), itr)
+            if len(outs) > 1:
+                write_scalars(w, 'metaval_', summary_values(outs[1], True), itr)
 
     def take_means(self):
         """(mean pre, mean post) of the values collected since the last call, or None; clears them."""
@@ -295,11 +382,13 @@ class Prints(Action):
         self.e, self.every, self.total, self.first = experiment, every, total, first
         self.summaries, self.checkpoints, self.writer = summaries, checkpoints, writer
         self.start = self.last_time = self.last_print = time.perf_counter()
-        self.last_itr, self.last_means = experiment.start_itr, None
+        self.last_itr, self.last_means, self.waited = experiment.start_itr, None, False
 
     def end(self, itr, objective):
         rc, now, first = self.e.run_config, time.perf_counter(), self.first._first(itr)
         pretraining = itr < rc.pretrain_iterations
+        if not self.waited and self.summaries and self.summaries.compile_s is not None:
+            self.waited, self.last_time = True, self.last_time + self.summaries.compile_s   # not a step's time
         if itr != 0 and itr % self.every == 0:
             print_str = ('Pretrain Iteration ' + str(itr) if pretraining else
                          'Iteration ' + str(itr - rc.pretrain_iterations))
@@ -324,8 +413,8 @@ class Prints(Action):
         steady = (f', then {(wall - compile_s - summary_s) / (done - n_first):.4f} s/it' if done > n_first
                   else '')
         print(f'[maml-tf2] trained iterations {e.start_itr}..{itr} of {self.total} in {duration(wall)} (first '
-              f'iteration of each phase {compile_s:.1f}s' + (f', first summary evaluation {summary_s:.1f}s'
-                                                             if summary_s else '') + f'{steady})')
+              f'iteration of each phase {compile_s:.1f}s' + (f', waiting for the first summary evaluation '
+                                                             f'{summary_s:.1f}s' if summary_s else '') + f'{steady})')
         kept = ', '.join(os.path.basename(p) for p in e.checkpointer.kept)
         chief = distribute_lib.is_chief(e.config)
         if chief:   # a multi_worker worker's own checkpoint is a temporary copy
@@ -378,10 +467,11 @@ class Checkpoints(Action):
 
 class Validation(Action):
     """The original's `Validation results: <pre>, <post>` line every `intervals.test_print` iterations, on a
-    validation meta-batch (classification only: the sinusoid's data is infinite)."""
+    validation meta-batch (classification only: the sinusoid's data is infinite), evaluated by the summaries'
+    Evaluator (the `evaluate` they compiled)."""
 
-    def __init__(self, experiment, every, val_batches):
-        self.e, self.every, self.val_batches = experiment, every, val_batches
+    def __init__(self, experiment, every, val_batches, summaries):
+        self.e, self.every, self.val_batches, self.summaries = experiment, every, val_batches, summaries
 
     def reads_after(self, itr):
         return self.val_batches is not None and itr != 0 and itr % self.every == 0
@@ -389,7 +479,8 @@ class Validation(Action):
     def end(self, itr, objective):
         if self.reads_after(itr):
             model = self.e.model
-            out = model.evaluate(*summary_tasks(model, next(self.val_batches)))
+            self.summaries.settle()
+            out = self.summaries.evaluator(summary_tasks(model, next(self.val_batches)))
             print('Validation results: ' + str(out.total_accuracy1.numpy()) + ', '
                   + str(post_update(out, summary_step(model, self.e.run_config))[1].numpy()), flush=True)
 

@@ -84,8 +84,9 @@ def _chunks(e, total, classification, intervals):
     e.checkpointer, e.restored_from = SimpleNamespace(kept=[]), None
     val = iter(()) if classification else None
     first = actions.FirstIteration(e)
-    todo = [first, actions.Summaries(e, intervals.summary, None, val),
-            actions.Prints(e, intervals.print, total, None, None, None, first), actions.Checkpoints(e, intervals.save), actions.Validation(e, intervals.test_print, val)]
+    summaries = actions.Summaries(e, intervals.summary, None, val)
+    todo = [first, summaries, actions.Prints(e, intervals.print, total, None, None, None, first),
+            actions.Checkpoints(e, intervals.save), actions.Validation(e, intervals.test_print, val, summaries)]
     steps = actions.Steps(e, total, None, todo, None)
     itr, sizes = e.start_itr, []
     while itr < total:

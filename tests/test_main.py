@@ -129,21 +129,35 @@ def _csv(path):
 
 
 def test_summaries_evaluate_the_weights_before_the_step_and_keep_the_steps_weights(tmp_path):
-    """The summaries copy the weights at `begin` and evaluate the copy at `end`, after the step: their values are
-    `evaluate` before the step (the original fetched them with the update), and the step's weights stay."""
+    """The summaries copy the weights at `begin` and evaluate the copy on a twin of the learner, in the background
+    for the first time: their values are `evaluate` before the step to the bit (the original fetched them with the
+    update), and the step's weights stay."""
     e = main.prepare(_sine(tmp_path, norm='batch_norm'))
     batch = next(batches.stream(e, train=True))
     expected = e.model.evaluate(*actions.summary_tasks(e.model, batch))
     summaries = actions.Summaries(e, 10, None, None)
     summaries.begin(0, batch)
-    before = [v.numpy() for v in summaries._variables()]
+    before = [v.numpy() for v in actions.learner_variables(e.model)]
     e.model.metatrain_step(*batch)
-    stepped = [v.numpy() for v in summaries._variables()]
+    stepped = [v.numpy() for v in actions.learner_variables(e.model)]
     assert any(not np.array_equal(a, b) for a, b in zip(before, stepped))
     summaries.end(0, None)
-    assert all(np.array_equal(a, v.numpy()) for a, v in zip(stepped, summaries._variables()))
+    assert summaries.pending is not None and summaries.take_means() is None   # still running
+    summaries.settle()
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(stepped, actions.learner_variables(e.model)))
     post_loss, _ = actions.post_update(expected, e.run_config.num_updates)
     assert summaries.take_means() == (expected.total_loss1.numpy(), post_loss.numpy())
+
+
+def test_an_error_in_the_background_evaluation_reaches_the_training(tmp_path):
+    e = main.prepare(_sine(tmp_path))
+    batch = next(batches.stream(e, train=True))
+    summaries = actions.Summaries(e, 10, None, None)
+    summaries.begin(0, batch)
+    summaries.evaluator.twin.evaluate = lambda *tasks: 1 / 0
+    summaries.end(0, None)
+    with pytest.raises(ZeroDivisionError):
+        summaries.close(0)
 
 
 def test_sinusoid_train_then_test_as_the_original(tmp_path, capsys):
@@ -156,16 +170,19 @@ def test_sinusoid_train_then_test_as_the_original(tmp_path, capsys):
     assert out[1] == '[maml-tf2] iteration 0: tracing the meta-training step ...'   # nothing recorded yet
     assert out[2].startswith('[maml-tf2] first meta-training iteration (0): ') and out[2].endswith(
         's (tracing); s/it and ETA count the steps after it')
-    # the summaries of iteration 0 (on the weights before its step) are evaluated after its line: the first
-    # iteration traces the step alone
-    assert out[3] == '[maml-tf2] tracing the evaluation of the training summaries ...'
-    assert out[4].startswith('Iteration 20: ') and len(out[4].split(': ')[1].split(', ')) == 2
-    assert out[5].startswith('[maml-tf2] it 20/30  ') and ' s/it  ETA ' in out[5]
-    assert out[6].startswith('[maml-tf2] trained iterations 0..29 of 30 in ')
-    assert out[7] == (f'[maml-tf2] checkpoint {exp_dir}/model29 (kept: model20, model29; list in {exp_dir}/checkpoint)'
+    # the summaries of iteration 0 (on the weights before its step) are evaluated after its line, in the background:
+    # the first iteration traces the step alone, and the values are recorded at the next summaries (10)
+    assert out[3] == ('[maml-tf2] tracing the evaluation of the training summaries in the background; the training '
+                      "goes on and iteration 0's summaries are written at the next ones (10)")
+    assert re.fullmatch(r"\[maml-tf2\] the training summaries' evaluation was traced in the background in "
+                        r'[0-9.]+s; the training waited [0-9.]+s for it', out[4])
+    assert out[5].startswith('Iteration 20: ') and len(out[5].split(': ')[1].split(', ')) == 2
+    assert out[6].startswith('[maml-tf2] it 20/30  ') and ' s/it  ETA ' in out[6]
+    assert out[7].startswith('[maml-tf2] trained iterations 0..29 of 30 in ')
+    assert out[8] == (f'[maml-tf2] checkpoint {exp_dir}/model29 (kept: model20, model29; list in {exp_dir}/checkpoint)'
                       f'; TensorBoard summaries in {exp_dir}')
-    assert out[8].startswith('[maml-tf2] last training summaries: pre-update loss ')
-    assert len(out) == 10
+    assert out[9].startswith('[maml-tf2] last training summaries: pre-update loss ')
+    assert len(out) == 11
     assert sorted(os.listdir(exp_dir)) == sorted(
         ['.train.lock', '.first_iteration.json', 'checkpoint', 'model20.index', 'model20.data-00000-of-00001',
          'model29.index', 'model29.data-00000-of-00001'] +
