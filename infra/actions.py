@@ -385,11 +385,14 @@ class Prints(Action):
         self.last_itr, self.last_means, self.waited = experiment.start_itr, None, False
 
     def end(self, itr, objective):
-        rc, now, first = self.e.run_config, time.perf_counter(), self.first._first(itr)
-        pretraining = itr < rc.pretrain_iterations
+        rc, first = self.e.run_config, self.first._first(itr)
+        pretraining, printing = itr < rc.pretrain_iterations, itr != 0 and itr % self.every == 0
+        if printing and self.summaries:
+            self.summaries.settle()   # a summary still evaluated in the background belongs in the means
         if not self.waited and self.summaries and self.summaries.compile_s is not None:
             self.waited, self.last_time = True, self.last_time + self.summaries.compile_s   # not a step's time
-        if itr != 0 and itr % self.every == 0:
+        now = time.perf_counter()
+        if printing:
             print_str = ('Pretrain Iteration ' + str(itr) if pretraining else
                          'Iteration ' + str(itr - rc.pretrain_iterations))
             self.last_means = self.summaries.take_means()
